@@ -1,0 +1,138 @@
+"""Model configurations and named presets.
+
+A `ModelConfig` fully determines the HarmonicRNN architecture (reference.md section 1). Presets are frozen
+dataclasses looked up by name with `get_preset`; `dataclasses.replace` derives variants. Every field is validated
+in `__post_init__` so that a bad configuration fails at construction, naming the offending field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+from hrnn.errors import HrnnError
+
+Embedding = Literal["sinusoidal", "linear", "learned", "learned-dropout"]
+EMBEDDINGS: tuple[str, ...] = ("sinusoidal", "linear", "learned", "learned-dropout")
+
+
+class ConfigError(HrnnError, ValueError):
+  """A configuration field has an invalid value; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """HarmonicRNN architecture.
+
+  The U-Net has `len(pool_factors)` pooling levels (outer -> inner) and one innermost stack. `blocks[i]` is the
+  number of temporal blocks (one recurrent + one MLP residual block) on *each* of the down and up paths of level i;
+  `blocks[-1]` is the innermost stack. The paper: pool factors (2, 4, 4, 5), 4 temporal blocks everywhere,
+  4 * (4 + 4) + 4 = 36 temporal blocks.
+  """
+
+  width: int = 128  # d: feature width at every level
+  lru_width: int = 256  # n_h: real width of the CG-LRU input; n_h / 2 complex channels
+  pool_factors: tuple[int, ...] = (2, 4, 4, 5)  # outer -> inner
+  blocks: tuple[int, ...] = (4, 4, 4, 4, 4)  # temporal blocks per path per level, innermost last
+  pool_groups: int | None = None  # feature groups of the pooling convs; None = width (depthwise, "diagonal")
+  embedding: Embedding = "sinusoidal"
+  embedding_dropout: float = 0.2  # only for embedding="learned-dropout"
+  dropout: float = 0.2  # residual dropout (authors' training script)
+  gate_blocks: int = 32  # blocks of the block-diagonal gate projections in the CG-LRU
+  r_min: float = 0.9  # init range of the per-channel decay r = exp(-softplus(Lambda))
+  r_max: float = 0.99
+  max_phase: float = 0.1 * math.pi  # theta ~ U[0, max_phase]
+  num_classes: int = 256  # 8-bit tokens
+  scan_backend: str | None = None  # hrnn.scan.linear_recurrence backend; None = platform default
+  remat: bool = False  # rematerialise each residual block in the backward pass (saves memory on long inputs)
+
+  def __post_init__(self):
+    def fail(field: str, why: str):
+      raise ConfigError(f"ModelConfig.{field}={getattr(self, field)!r}: {why}")
+
+    for field in ("width", "lru_width", "gate_blocks", "num_classes"):
+      if not isinstance(getattr(self, field), int) or getattr(self, field) <= 0:
+        fail(field, "must be a positive integer")
+    if self.width % 2:
+      fail("width", "must be even (sinusoidal embedding uses width/2 frequencies)")
+    if self.lru_width % 2:
+      fail("lru_width", "must be even (half real, half imaginary parts)")
+    if self.lru_width % self.gate_blocks or (self.lru_width // 2) % self.gate_blocks:
+      fail("gate_blocks", f"must divide lru_width={self.lru_width} and lru_width/2={self.lru_width // 2}")
+    if any((not isinstance(p, int)) or p < 2 for p in self.pool_factors):
+      fail("pool_factors", "every pool factor must be an integer >= 2")
+    if len(self.blocks) != len(self.pool_factors) + 1:
+      fail("blocks", f"needs one entry per pooling level plus the innermost stack "
+                     f"({len(self.pool_factors) + 1} entries for pool_factors={self.pool_factors})")
+    if any((not isinstance(b, int)) or b < 0 for b in self.blocks):
+      fail("blocks", "entries must be non-negative integers")
+    if self.groups <= 0 or self.width % self.groups:
+      fail("pool_groups", f"must be a positive divisor of width={self.width}")
+    if self.embedding not in EMBEDDINGS:
+      fail("embedding", f"must be one of {EMBEDDINGS}")
+    for field in ("dropout", "embedding_dropout"):
+      if not 0.0 <= getattr(self, field) < 1.0:
+        fail(field, "must be in [0, 1)")
+    if not 0.0 < self.r_min < self.r_max < 1.0:
+      fail("r_min", f"need 0 < r_min < r_max < 1 (r_max={self.r_max})")
+
+  @property
+  def groups(self) -> int:
+    """Feature groups of the pooling convolutions (width when depthwise)."""
+    return self.width if self.pool_groups is None else self.pool_groups
+
+  @property
+  def total_pool(self) -> int:
+    """Product of the pool factors: sequence lengths are padded to a multiple of this inside the model."""
+    return math.prod(self.pool_factors)
+
+  @property
+  def temporal_blocks(self) -> int:
+    """Number of (recurrent, MLP) pairs in the whole network."""
+    return 2 * sum(self.blocks[:-1]) + self.blocks[-1]
+
+  @property
+  def level_rates(self) -> tuple[int, ...]:
+    """Downsampling factor of each level relative to the data rate, outer -> innermost (1, 2, 8, 32, 160)."""
+    rates = [1]
+    for p in self.pool_factors:
+      rates.append(rates[-1] * p)
+    return tuple(rates)
+
+  def num_blocks(self, level: int) -> int:
+    """Residual-branch count of a level, used to scale output-layer inits (reference: 17 pooled, 8 innermost)."""
+    residual = 2 * 2 * self.blocks[level] if level < len(self.pool_factors) else 2 * self.blocks[level]
+    return residual + (1 if level < len(self.pool_factors) else 0)
+
+
+_PAPER = ModelConfig()
+
+PRESETS: dict[str, ModelConfig] = {
+    # Paper section 4.2 / reference.md section 1: 7,272,704 parameters.
+    "paper": _PAPER,
+    # Table 1: pooling-conv feature groups.
+    "paper-groups4": dataclasses.replace(_PAPER, pool_groups=4),
+    "paper-dense": dataclasses.replace(_PAPER, pool_groups=1),
+    # Table 2: one pooling layer (p=2, 24 temporal blocks outside, 12 inside) and no pooling (36 at full rate).
+    "one-pool": dataclasses.replace(_PAPER, pool_factors=(2,), blocks=(12, 12)),
+    "no-pool": dataclasses.replace(_PAPER, pool_factors=(), blocks=(36,)),
+    # Fig. 2: input-embedding ablation.
+    "paper-linear-embed": dataclasses.replace(_PAPER, embedding="linear"),
+    "paper-learned-embed": dataclasses.replace(_PAPER, embedding="learned"),
+    "paper-learned-embed-dropout": dataclasses.replace(_PAPER, embedding="learned-dropout"),
+    # CPU-sized: same structure (four pooling levels, CG-LRU, depthwise groups), fewer and narrower blocks.
+    "cpu": dataclasses.replace(_PAPER, width=64, lru_width=128, gate_blocks=16, blocks=(1, 1, 1, 1, 2),
+                               dropout=0.0),
+    "smoke": dataclasses.replace(_PAPER, width=16, lru_width=32, gate_blocks=4, blocks=(1, 1, 1, 1, 1),
+                                 dropout=0.0),
+}
+"""Named presets. Derive ablation variants of a small preset with `dataclasses.replace`."""
+
+
+def get_preset(name: str) -> ModelConfig:
+  """Returns the named preset, or raises `ConfigError` listing the known names."""
+  try:
+    return PRESETS[name]
+  except KeyError:
+    raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
