@@ -1,0 +1,109 @@
+"""Where a notebook's results go, and how they are labelled.
+
+  OUT/tables/KEY.csv    the run's numbers: first column the row labels, then one column per quantity
+  OUT/tables/KEY.md     the same table in Markdown
+  OUT/tables/KEY.json   its labels: preset, datasets, hardware, date, notes
+  OUT/plots/NAME.png    figures
+  OUT/samples/NAME.wav  generated audio
+
+`KEY` and the column names match `hrnn.paper` for the paper's tables, so that `hrnn.reproduce.build_readme` can
+set published and regenerated numbers side by side.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+
+def table_dir(out: str | os.PathLike) -> Path:
+  return _subdir(out, "tables")
+
+
+def plot_dir(out: str | os.PathLike) -> Path:
+  return _subdir(out, "plots")
+
+
+def sample_dir(out: str | os.PathLike) -> Path:
+  return _subdir(out, "samples")
+
+
+def _subdir(out, name: str) -> Path:
+  path = Path(out) / name
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+def cpu_model() -> str:
+  """The CPU's marketing name (Linux /proc/cpuinfo), else what `platform` knows, with the core count."""
+  name = ""
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        name = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def hardware() -> str:
+  """What computed the numbers: the accelerators JAX sees and the host CPU, e.g. '1 x cpu; host AMD EPYC, 2 cores'."""
+  import jax  # only here: writing a table should not need JAX
+
+  kinds: dict[str, int] = {}
+  for device in jax.devices():
+    kinds[device.device_kind] = kinds.get(device.device_kind, 0) + 1
+  devices = ", ".join(f"{n} x {kind}" for kind, n in kinds.items())
+  return f"{devices}; host {cpu_model()}"
+
+
+def now() -> str:
+  """The date and time, to the minute, in UTC."""
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_value(value) -> str:
+  """A table cell: integers as they are, floats to 4 significant digits, missing values as '-'."""
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "-"
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  return str(value)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+  """A GitHub Markdown table; cells formatted with `format_value`."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
+  return "\n".join(lines) + "\n"
+
+
+def save_table(frame, out: str | os.PathLike, key: str, *, preset: str, datasets: str | list[str],
+               notes: str = "") -> Path:
+  """Writes a pandas DataFrame (index = row labels, named) as OUT/tables/KEY.{csv,md,json}; returns the CSV path.
+
+  preset: the run scale (hrnn.scales) that produced it; datasets: what it was computed on; notes: anything a reader
+  needs to interpret the numbers (model presets, steps, which estimator).
+  """
+  directory = table_dir(out)
+  frame = frame.copy()
+  frame.index.name = frame.index.name or "row"
+  frame.to_csv(directory / f"{key}.csv")
+  records = frame.reset_index().astype(object).where(frame.reset_index().notna(), None)
+  (directory / f"{key}.md").write_text(markdown_table(list(records.columns), records.values.tolist()))
+  meta = {"key": key, "preset": preset, "datasets": [datasets] if isinstance(datasets, str) else list(datasets),
+          "hardware": hardware(), "date": now(), "notes": notes}
+  (directory / f"{key}.json").write_text(json.dumps(meta, indent=1))
+  return directory / f"{key}.csv"
+
+
+def save_plot(fig, out: str | os.PathLike, name: str) -> Path:
+  """Saves a matplotlib figure as OUT/plots/NAME.png (150 dpi); returns the path."""
+  path = plot_dir(out) / f"{name}.png"
+  fig.savefig(path, dpi=150, bbox_inches="tight")
+  return path

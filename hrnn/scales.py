@@ -1,0 +1,126 @@
+"""Run scales of the notebooks: how big every experiment runs, from a smoke test to the paper's settings.
+
+  smoke   every notebook in seconds: tiny models, a few steps, tiny embedded datasets (checks the plumbing)
+  cpu     `make reproduce`: small models that clearly learn, embedded datasets, under an hour on 2 CPU cores
+  paper   the paper: 7.3M-parameter models, the real SC09 / Beethoven / YouTubeMix, 500 epochs, 10,240 samples
+
+A scale names a base model preset; the ablations of each table derive from it with `model_config(scale, variant)`
+(at `paper` scale these are exactly the named paper presets). Notebooks take `preset` as a parameter and call
+`get_scale(preset, **overrides)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hrnn.config import ModelConfig, get_preset
+from hrnn.errors import HrnnError
+
+# Model variants of the paper's experiments -> the named paper preset each one corresponds to.
+VARIANTS: dict[str, str] = {
+    "baseline": "paper",
+    "groups4": "paper-groups4",  # Table 1
+    "dense": "paper-dense",
+    "one-pool": "one-pool",  # Table 2
+    "no-pool": "no-pool",
+    "linear-embed": "paper-linear-embed",  # Fig. 2
+    "learned-embed": "paper-learned-embed",
+    "learned-embed-dropout": "paper-learned-embed-dropout",
+}
+
+
+class ScaleError(HrnnError, ValueError):
+  """Unknown run scale or model variant, or a bad override."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+  """Everything that changes between a smoke run, a CPU run and the paper's runs.
+
+  Training lengths are in optimizer steps when `epochs` is None, else in epochs over the training split.
+  `seq_len` crops SC09 training examples (None = whole 16,000-token clips); `music_seq_len` crops Beethoven /
+  YouTubeMix (None = whole 8 s / 1 min clips). Evaluation always uses whole test examples.
+  """
+
+  name: str
+  model: str  # base ModelConfig preset
+  sc09: str  # dataset of the SC09 experiments (Fig. 2, Tables 1-3, FID/IS)
+  beethoven: str  # Table 4
+  youtubemix: str
+  data_size: str  # size argument of hrnn.data.prepare for the embedded datasets
+  steps: int | None  # training steps of an SC09 run (None: use epochs)
+  epochs: int | None  # training epochs of a run (None: use steps)
+  music_steps: int | None  # training steps of a Beethoven / YouTubeMix run (None: use epochs)
+  batch_size: int
+  seq_len: int | None
+  music_seq_len: int | None
+  eval_every: int  # steps between validation evaluations (the curves of Fig. 2)
+  n_samples: int  # generated SC09 samples scored by FID / IS / mIS / AM
+  sample_batch: int  # samples generated in parallel
+  classifier_epochs: int  # training epochs of the SC09 digit classifier
+  listen: int  # WAV samples per model written to OUT/samples
+  seed: int = 0
+
+  def __post_init__(self):
+    if (self.steps is None) == (self.epochs is None):
+      raise ScaleError(f"scale {self.name!r}: give exactly one of steps={self.steps} and epochs={self.epochs}")
+    for field in ("batch_size", "eval_every", "n_samples", "sample_batch", "classifier_epochs", "listen"):
+      if getattr(self, field) <= 0:
+        raise ScaleError(f"scale {self.name!r}: {field}={getattr(self, field)} must be positive")
+
+  @property
+  def datasets(self) -> tuple[str, str, str]:
+    return self.sc09, self.beethoven, self.youtubemix
+
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(
+        name="smoke", model="smoke", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
+        data_size="tiny", steps=4, epochs=None, music_steps=2, batch_size=4, seq_len=1600, music_seq_len=1600,
+        eval_every=2, n_samples=8, sample_batch=8, classifier_epochs=1, listen=2),
+    "cpu": Scale(
+        name="cpu", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
+        data_size="small", steps=600, epochs=None, music_steps=300, batch_size=16, seq_len=4000,
+        music_seq_len=16000, eval_every=100, n_samples=256, sample_batch=64, classifier_epochs=10, listen=4),
+    "paper": Scale(
+        name="paper", model="paper", sc09="sc09", beethoven="beethoven", youtubemix="youtubemix",
+        data_size="full", steps=None, epochs=500, music_steps=None, batch_size=32, seq_len=None,
+        music_seq_len=None, eval_every=1000, n_samples=10240, sample_batch=256, classifier_epochs=200, listen=8),
+}
+
+
+def get_scale(name: str, **overrides) -> Scale:
+  """The named scale with `overrides` applied; overrides that are None are ignored (notebook parameters use None
+  for "the scale's default")."""
+  if name not in SCALES:
+    raise ScaleError(f"unknown run scale {name!r}; known: {', '.join(SCALES)}")
+  overrides = {k: v for k, v in overrides.items() if v is not None}
+  unknown = set(overrides) - {f.name for f in dataclasses.fields(Scale)}
+  if unknown:
+    raise ScaleError(f"unknown scale field(s) {', '.join(sorted(unknown))}")
+  return dataclasses.replace(SCALES[name], **overrides)
+
+
+def model_config(scale: Scale, variant: str = "baseline") -> ModelConfig:
+  """The scale's base model turned into one of the paper's ablation variants (`VARIANTS`).
+
+  groups4 / dense: pooling-conv groups 4 / 1. one-pool: a single pooling level of factor 2 with the base model's
+  temporal blocks split 2/3 outside (half down, half up) and 1/3 inside, as in the paper (12 + 12 outside, 12
+  inside of 36). no-pool: all temporal blocks at full rate. *-embed: the Fig. 2 input embeddings.
+  """
+  if variant not in VARIANTS:
+    raise ScaleError(f"unknown model variant {variant!r}; known: {', '.join(VARIANTS)}")
+  base = get_preset(scale.model)
+  total = base.temporal_blocks
+  outer = round(total / 3)
+  changes = {
+      "baseline": {},
+      "groups4": {"pool_groups": 4},
+      "dense": {"pool_groups": 1},
+      "one-pool": {"pool_factors": (2,), "blocks": (outer, total - 2 * outer)},
+      "no-pool": {"pool_factors": (), "blocks": (total,)},
+      "linear-embed": {"embedding": "linear"},
+      "learned-embed": {"embedding": "learned"},
+      "learned-embed-dropout": {"embedding": "learned-dropout"},
+  }[variant]
+  return dataclasses.replace(base, **changes)

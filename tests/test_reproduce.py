@@ -1,0 +1,116 @@
+"""hrnn.reproduce: the papermill runner (failures isolated and named) and the results README."""
+
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+
+from hrnn import paper, reproduce
+from hrnn.results import save_table
+
+
+def _notebook(path, *cells):
+  nb = nbformat.v4.new_notebook()
+  params = nbformat.v4.new_code_cell('preset = "smoke"\nout = "."')
+  params.metadata["tags"] = ["parameters"]
+  nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
+  nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+  nbformat.write(nb, path)
+
+
+def test_failing_notebook_is_reported_and_the_others_still_run(tmp_path):
+  books = tmp_path / "books"
+  books.mkdir()
+  write = "import pathlib\npathlib.Path(out, '{name}.txt').write_text(preset)"
+  _notebook(books / "01_first.ipynb", write.format(name="first"))
+  _notebook(books / "02_broken.ipynb", "x = 1", "# the broken cell\nraise ValueError('deliberate failure')",
+            write.format(name="never"))
+  _notebook(books / "03_last.ipynb", write.format(name="last"))
+  out = tmp_path / "out"
+
+  runs = reproduce.run_notebooks("cpu", out, notebooks_dir=books)
+
+  assert [r.notebook for r in runs] == ["01_first", "02_broken", "03_last"]
+  assert [r.ok for r in runs] == [True, False, True]
+  # Executed: parameters, injected parameters, x = 1, the broken cell: execution count 4.
+  assert runs[1].error == "cell [4] (`# the broken cell`): ValueError: deliberate failure"
+  assert (out / "first.txt").read_text() == "cpu" and (out / "last.txt").read_text() == "cpu"
+  assert not (out / "never.txt").exists()
+  assert sorted(p.name for p in (out / "notebooks").iterdir()) == ["01_first.ipynb", "02_broken.ipynb",
+                                                                   "03_last.ipynb"]
+  status = json.loads((out / "run_status.json").read_text())
+  assert status["preset"] == "cpu" and [s["notebook"] for s in status["notebooks"]] == [r.notebook for r in runs]
+
+  # --only re-runs one notebook and keeps the others' status.
+  (out / "first.txt").unlink()
+  again = reproduce.run_notebooks("cpu", out, only=["01"], notebooks_dir=books)
+  assert [r.notebook for r in again] == ["01_first"] and (out / "first.txt").exists()
+  status = json.loads((out / "run_status.json").read_text())
+  assert [s["notebook"] for s in status["notebooks"]] == ["01_first", "02_broken", "03_last"]
+  assert status["notebooks"][1]["error"] == runs[1].error
+
+
+def test_find_notebooks_selects_and_rejects(tmp_path):
+  for name in ("00_a", "01_b", "02_c"):
+    _notebook(tmp_path / f"{name}.ipynb")
+  (tmp_path / "helper.ipynb").write_text("{}")
+  assert [p.stem for p in reproduce.find_notebooks(tmp_path)] == ["00_a", "01_b", "02_c"]
+  assert [p.stem for p in reproduce.find_notebooks(tmp_path, ["02", "00_a"])] == ["00_a", "02_c"]
+  with pytest.raises(reproduce.NotebookError, match="--only 07"):
+    reproduce.find_notebooks(tmp_path, ["07"])
+  with pytest.raises(reproduce.NotebookError, match="not found"):
+    reproduce.find_notebooks(tmp_path / "missing")
+
+
+def _fake_run(out):
+  """Tables as the notebooks write them, for every paper table except table4 (its notebook 'failed')."""
+  for t in paper.TABLES:
+    if t.key == "table4":
+      continue
+    rows = {r.label: [0.5 + i for i in range(len(t.columns))] for r in t.rows[:2]}
+    rows["ours only"] = [9.25] * len(t.columns)
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(t.columns))
+    frame.index.name = t.row_label
+    save_table(frame, out, t.key, preset="cpu", datasets=["sc09-espeak"], notes=f"notes of {t.key}")
+  curves = pd.DataFrame({"final train NLL": [2.5, 3.0]}, index=["sinusoidal", "linear"])
+  save_table(curves, out, "fig2", preset="cpu", datasets="sc09-espeak")
+  save_table(pd.DataFrame({"test NLL (bits)": [3.25]}, index=["quickstart"]), out, "quickstart",
+             preset="cpu", datasets="sc09-espeak")
+  statuses = [{"notebook": t.notebook, "seconds": 1.0, "error": None} for t in paper.TABLES if t.key != "table4"]
+  statuses.append({"notebook": "04_sota_comparison", "seconds": 2.0, "error": "cell 5 (`train()`): OSError: no"})
+  (out / "run_status.json").write_text(json.dumps({"preset": "cpu", "date": "today", "host": "x",
+                                                   "notebooks": statuses}))
+
+
+def test_readme_contains_every_table_published_and_regenerated(tmp_path):
+  _fake_run(tmp_path)
+  text = reproduce.build_readme(tmp_path).read_text()
+
+  assert text.startswith("# HarmonicRNN results: preset `cpu`")
+  for t in paper.TABLES:
+    assert f"## {t.title}" in text
+    section = text.split(f"## {t.title}")[1].split("\n## ")[0]
+    for r in t.rows:  # every published number appears, in its row
+      line = next(line for line in section.splitlines() if line.startswith(f"| {r.label} |"))
+      for v in r.values:
+        assert (f"| {v:.4g} |" if v is not None else "| - |") in line
+    if t.key == "table4":
+      assert "failed at cell 5 (`train()`): OSError: no" in section
+    else:
+      assert "| ours only |" in section and "| 9.25 |" in section
+      assert f"notes of {t.key}" in section and "preset `cpu`, dataset `sc09-espeak`" in section
+  for f in paper.FIGURES:
+    assert f"## {f.title}" in text and f.finding in text
+  assert "| sinusoidal | 2.5 |" in text
+  assert "### quickstart" in text and "| quickstart | 3.25 |" in text
+
+
+def test_readme_header_row_pairs_paper_and_run_columns(tmp_path):
+  _fake_run(tmp_path)
+  text = reproduce.build_readme(tmp_path).read_text()
+  t = paper.table("table1")
+  header = "| pooling groups | " + " | ".join(f"{c} (paper) | {c} (this run)" for c in t.columns) + " |"
+  assert header in text
+  # dense: paper (1, 7.8, 1.956) beside this run's (0.5, 1.5, 2.5).
+  assert "| dense | 1 | 0.5 | 7.8 | 1.5 | 1.956 | 2.5 |" in text
