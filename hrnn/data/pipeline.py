@@ -1,0 +1,204 @@
+"""From files to training batches: split index -> `datasets.Dataset` -> fixed-shape padded batches on a mesh.
+
+A split is a `datasets.Dataset` of file paths and lengths (plus `label` for the SC09 layout). Audio is decoded
+and quantized per example when a row is read (`with_transform`), so a split never sits in memory whole: a
+YouTubeMix batch decodes just its own files.
+
+`batches` yields {"tokens": int32 [B, T], "mask": float32 [B, T]} where mask = 1 on real samples, 0 on padding.
+Per epoch the examples are shuffled by a permutation drawn from (seed, epoch); the last batch is completed with
+all-padding rows (mask 0), so num_batches = ceil(n / B) and every example is seen exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from hrnn.data.audio import AudioError, probe, read_audio
+from hrnn.data.layout import VALIDATION_LIST, TESTING_LIST, split_files
+from hrnn.data.quantization import SILENCE_TOKEN, check_method, quantize
+from hrnn.data.sources import locate
+from hrnn.data.specs import DataError, DatasetSpec, get_spec
+
+PAD_TOKEN = SILENCE_TOKEN  # token at padded positions (mask 0); 128 decodes to silence
+
+
+class DataWarning(UserWarning):
+  """Files were skipped while indexing a split (each is named; `hrnn data info` lists them all)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitIndex:
+  """The usable files of a split, and what happened to the others.
+
+  Attributes:
+    columns: "path" (str), "length" (samples after resampling, cut to the spec length) and, for the SC09 layout,
+      "label" (0..9).
+    skipped: (file, reason) for every file left out: corrupt, truncated, empty, or listed but missing.
+    resampled / downmixed / cut: how many files are read at another rate / have several channels / are longer
+      than the spec length (handled as documented in hrnn.data.audio; cut to the spec length).
+  """
+
+  columns: dict[str, list]
+  skipped: tuple[tuple[str, str], ...]
+  resampled: int
+  downmixed: int
+  cut: int
+
+
+def index_split(spec: DatasetSpec, layout_dir: str | Path, split: str) -> SplitIndex:
+  """Lists a split's files and reads their headers (no decoding)."""
+  files = split_files(spec, layout_dir, split)
+  list_name = VALIDATION_LIST if split == "valid" else TESTING_LIST
+  skipped = [(name, f"listed in {list_name} but missing") for name in files.missing]
+  columns: dict[str, list] = {"path": [], "length": []}
+  if files.labels is not None:
+    columns["label"] = []
+  resampled = downmixed = cut = 0
+  for i, path in enumerate(files.paths):
+    try:
+      info = probe(path)
+    except AudioError as e:
+      skipped.append((str(path), str(e)))
+      continue
+    frames = info.frames_at(spec.sample_rate)
+    resampled += info.sample_rate != spec.sample_rate
+    downmixed += info.channels > 1
+    cut += frames > spec.length
+    columns["path"].append(str(path))
+    columns["length"].append(min(frames, spec.length))
+    if files.labels is not None:
+      columns["label"].append(files.labels[i])
+  return SplitIndex(columns, tuple(skipped), resampled, downmixed, cut)
+
+
+def decode_examples(rows: dict[str, list], *, length: int, method: str, sample_rate: int) -> dict[str, list]:
+  """Dataset transform: adds "tokens" (uint8 [length_i], quantized per example) to a batch of index rows."""
+  tokens = [quantize(read_audio(path, sample_rate)[:length], method) for path in rows["path"]]
+  return {**rows, "length": [len(t) for t in tokens], "tokens": tokens}
+
+
+def load_split(name: str, split: str, root: str | Path | None = None, quantization: str | None = None, *,
+               data_dir: str | Path | None = None):
+  """One split of a dataset as a `datasets.Dataset` that decodes audio when rows are read.
+
+  Args:
+    name: a key of DATASETS.
+    split: "train", "valid" or "test".
+    root: data root (default `default_root()`); the dataset must have been prepared there.
+    quantization: "mu-law" or "linear"; default the dataset's own (reference.md section 3).
+    data_dir: an unpacked copy of the dataset to read instead (no network, no prepare needed).
+  Returns:
+    Dataset with columns path, length (and label 0..9 for SC09-layout datasets); reading a row adds
+    "tokens" (uint8 [length]).
+  Raises:
+    DataError: dataset not prepared, layout broken (missing split list, empty folders) or no usable file.
+  Warns:
+    DataWarning: naming the files skipped because they are corrupt, truncated, empty or missing.
+  """
+  import datasets
+
+  spec = get_spec(name)
+  method = check_method(quantization or spec.quantization)
+  layout = locate(name, root, data_dir)
+  index = index_split(spec, layout, split)
+  if index.skipped:
+    shown = "; ".join(f"{path}: {why}" for path, why in index.skipped[:3])
+    more = f" (and {len(index.skipped) - 3} more; `hrnn data info {name}` lists all)" if len(index.skipped) > 3 else ""
+    warnings.warn(DataWarning(f"{name} {split}: skipped {len(index.skipped)} unusable file(s): {shown}{more}"),
+                  stacklevel=2)
+  if not index.columns["path"]:
+    raise DataError(f"{layout}: split {split!r} of {name} has no usable audio files")
+  ds = datasets.Dataset.from_dict(index.columns, split=split)
+  return ds.with_transform(functools.partial(decode_examples, length=spec.length, method=method,
+                                             sample_rate=spec.sample_rate))
+
+
+def num_batches(ds, batch_size: int) -> int:
+  """Batches per epoch: ceil(len(ds) / batch_size) (the last one is completed with padding rows)."""
+  if batch_size <= 0:
+    raise DataError(f"batch_size={batch_size}: must be positive")
+  return math.ceil(len(ds) / batch_size)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The example order of an epoch: a permutation of range(n) drawn from (seed, epoch)."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def crop_offset(length: int, seq_len: int, seed: int, epoch: int, example: int) -> int:
+  """Random-crop start of one example in one epoch, uniform in [0, length - seq_len] (0 when it fits)."""
+  if length <= seq_len:
+    return 0
+  return int(np.random.default_rng([seed, epoch, example]).integers(0, length - seq_len + 1))
+
+
+def batches(ds, batch_size: int, seq_len: int, *, seed: int, epoch: int, start: int = 0, crop: bool = False,
+            shard_index: int = 0, shard_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """Fixed-shape padded batches of one epoch, deterministic for (seed, epoch).
+
+  Examples shorter than seq_len are padded with PAD_TOKEN and mask 0. Longer ones are cut to seq_len: from a
+  random offset when `crop` (drawn from (seed, epoch, example index)), else from the start.
+
+  Args:
+    ds: a split from load_split (any dataset whose rows carry "tokens").
+    batch_size: B, the global batch size (all hosts together).
+    seq_len: T, tokens per row.
+    seed, epoch: the shuffle and crops are a function of these alone.
+    start: first batch index to yield (resuming mid-epoch yields exactly the remaining batches).
+    shard_index, shard_count: this host's rows of each global batch, rows
+      [shard_index * B / shard_count, (shard_index + 1) * B / shard_count).
+  Yields:
+    {"tokens": int32 [B / shard_count, T], "mask": float32 [B / shard_count, T]}.
+  """
+  if seq_len <= 0:
+    raise DataError(f"seq_len={seq_len}: must be positive")
+  if shard_count <= 0 or not 0 <= shard_index < shard_count or batch_size % shard_count:
+    raise DataError(f"shard_index={shard_index}, shard_count={shard_count}: need 0 <= index < count and "
+                    f"batch_size={batch_size} divisible by shard_count")
+  if seed < 0 or epoch < 0:
+    raise DataError(f"seed={seed}, epoch={epoch}: must be non-negative")
+  total = num_batches(ds, batch_size)
+  order = epoch_order(len(ds), seed, epoch)
+  rows = batch_size // shard_count
+  for b in range(start, total):
+    first = b * batch_size + shard_index * rows
+    chosen = order[first:first + rows]
+    tokens = np.full((rows, seq_len), PAD_TOKEN, np.int32)
+    mask = np.zeros((rows, seq_len), np.float32)
+    if len(chosen):
+      examples = ds[[int(i) for i in chosen]]["tokens"]
+      for r, (i, example) in enumerate(zip(chosen, examples)):
+        offset = crop_offset(len(example), seq_len, seed, epoch, int(i)) if crop else 0
+        piece = np.asarray(example[offset:offset + seq_len])
+        tokens[r, :len(piece)] = piece
+        mask[r, :len(piece)] = 1.0
+    yield {"tokens": tokens, "mask": mask}
+
+
+def place_batch(batch: dict[str, np.ndarray], mesh) -> dict:
+  """Turns this host's batch into global jax Arrays sharded over the mesh's ("data", "seq") axes.
+
+  Rows go over "data" and time over "seq" (axes the mesh lacks are replicated). Each host passes its own rows
+  (from `batches(..., shard_index=jax.process_index(), shard_count=jax.process_count())`) and
+  `jax.make_array_from_process_local_data` assembles the global [B, T] arrays, so one call serves one or many
+  hosts.
+  """
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec
+
+  axes = tuple(a if a in mesh.axis_names else None for a in ("data", "seq"))
+  sharding = NamedSharding(mesh, PartitionSpec(*axes))
+  rows, seq_len = next(iter(batch.values())).shape
+  data = mesh.shape.get("data", 1)
+  seq = mesh.shape.get("seq", 1)
+  if (rows * jax.process_count()) % data or seq_len % seq:
+    raise DataError(f"batch [{rows * jax.process_count()}, {seq_len}] does not split over the mesh (data={data}, "
+                    f"seq={seq}): the global batch size must be a multiple of {data} and seq_len of {seq}")
+  return {key: jax.make_array_from_process_local_data(sharding, value) for key, value in batch.items()}

@@ -1,0 +1,204 @@
+"""Where datasets come from: the Hugging Face hub (real ones) or the generators (embedded ones).
+
+Every dataset lives in ROOT/NAME (ROOT = `default_root()` unless given). A finished dataset carries the marker
+ROOT/NAME/hrnn_dataset.json, which records where its layout folder is and how it was made; everything is built in
+a scratch folder beside it and moved into place only when complete, so an interrupted `prepare` never leaves a
+half-built dataset that looks finished.
+
+Real datasets: `huggingface_hub.hf_hub_download` fetches the zip archive into ROOT/NAME (the hub resumes an
+interrupted download from its `.incomplete` file), the archive is checked against the hub's SHA-256, then unpacked
+once. Without network, an archive placed by hand at ROOT/NAME/ARCHIVE is unpacked the same way, and
+`data_dir` (`--data-dir`) may point straight at an unpacked copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from hrnn.data.layout import find_layout_dir
+from hrnn.data.specs import DataError, DatasetSpec, default_root, get_spec
+
+MARKER = "hrnn_dataset.json"
+UNPACKED = "unpacked"
+SIZES: tuple[str, ...] = ("tiny", "small", "full")
+# Embedded dataset name -> generator module (each has build(name, out_dir, size, seed) -> stats dict).
+GENERATORS = {"sc09-espeak": "hrnn.data.espeak", "beethoven-piano": "hrnn.data.piano",
+              "piano-minute": "hrnn.data.piano"}
+
+
+def dataset_home(name: str, root: str | Path | None = None) -> Path:
+  """ROOT/NAME, the folder that holds one dataset."""
+  return (Path(root).expanduser() if root is not None else default_root()) / name
+
+
+def read_marker(home: Path) -> dict | None:
+  """The marker of a finished dataset in `home` (ROOT/NAME), or None."""
+  path = home / MARKER
+  if not path.is_file():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError:
+    raise DataError(f"{path}: damaged marker file; delete {home} and run `hrnn data prepare` again") from None
+
+
+def locate(name: str, root: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
+  """The layout folder of a dataset: under `data_dir` when given, else the prepared copy in ROOT/NAME.
+
+  Raises:
+    DataError: the dataset has not been prepared (says how), or `data_dir` holds no matching layout.
+  """
+  spec = get_spec(name)
+  if data_dir is not None:
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.is_dir():
+      raise DataError(f"--data-dir {data_dir}: folder does not exist")
+    return find_layout_dir(spec, data_dir)
+  home = dataset_home(name, root)
+  marker = read_marker(home)
+  if marker is None:
+    how = (f"run `hrnn data prepare {name}`" if spec.embedded else
+           f"run `hrnn data prepare {name}` (downloads {spec.repo_id}), place {spec.archive} at {home / spec.archive} "
+           "and run it offline, or pass --data-dir pointing at an unpacked copy")
+    raise DataError(f"dataset {name!r} is not prepared in {home}: {how}")
+  return home / marker["layout_dir"]
+
+
+def prepare(name: str, size: str = "small", root: str | Path | None = None, seed: int = 0) -> Path:
+  """Makes a dataset ready on disk and returns its layout folder; a no-op when it is already there.
+
+  Embedded datasets are generated (deterministically from `seed`) at `size` ("tiny" for tests and demos,
+  "small", "full"); a copy of another size or seed is rebuilt. Real datasets are downloaded and unpacked;
+  `size` and `seed` do not apply to them.
+  """
+  spec = get_spec(name)
+  home = dataset_home(name, root)
+  if spec.embedded:
+    return _generate(spec, home, size, seed)
+  return _fetch(spec, home)
+
+
+def _marker_matches(marker: dict | None, **want) -> bool:
+  return marker is not None and all(marker.get(k) == v for k, v in want.items())
+
+
+def _scratch(path: Path) -> Path:
+  """An empty work folder `path` (suffixed with the process id, so concurrent runs never share one)."""
+  path = path.with_name(f"{path.name}-{os.getpid()}")
+  shutil.rmtree(path, ignore_errors=True)
+  path.mkdir(parents=True)
+  return path
+
+
+def _install(built: Path, home: Path) -> None:
+  """Moves a finished scratch folder to `home`, replacing what was there."""
+  if home.exists():
+    old = home.parent / f".{home.name}.old-{os.getpid()}"
+    home.rename(old)
+    shutil.rmtree(old)
+  built.rename(home)
+
+
+def _generate(spec: DatasetSpec, home: Path, size: str, seed: int) -> Path:
+  if size not in SIZES:
+    raise DataError(f"unknown size {size!r} for {spec.name}; use one of {', '.join(SIZES)}")
+  marker = read_marker(home)
+  if _marker_matches(marker, size=size, seed=seed):
+    return home / marker["layout_dir"]
+  generator = importlib.import_module(GENERATORS[spec.name])
+  scratch = _scratch(home.parent / f".{home.name}.partial")
+  try:
+    start = time.perf_counter()
+    stats = generator.build(spec.name, scratch / "data", size, seed)
+    marker = {"name": spec.name, "source": "generated", "size": size, "seed": seed, "layout_dir": "data",
+              "seconds_to_build": round(time.perf_counter() - start, 2), **stats}
+    (scratch / MARKER).write_text(json.dumps(marker, indent=1))
+    _install(scratch, home)
+  except BaseException:
+    shutil.rmtree(scratch, ignore_errors=True)
+    raise
+  return home / "data"
+
+
+def _fetch(spec: DatasetSpec, home: Path) -> Path:
+  marker = read_marker(home)
+  if _marker_matches(marker, source=spec.repo_id):
+    return home / marker["layout_dir"]
+  home.mkdir(parents=True, exist_ok=True)
+  archive = home / spec.archive
+  if archive.is_file():  # placed by hand (offline) or left by an earlier download
+    digest = _sha256(archive)
+  else:
+    archive = _download(spec, home)
+    digest = _verify(spec, archive)
+  return _unpack(spec, home, archive, digest)
+
+
+def _download(spec: DatasetSpec, home: Path) -> Path:
+  import huggingface_hub
+  from huggingface_hub import errors
+
+  page = f"https://huggingface.co/datasets/{spec.repo_id}"
+  try:
+    return Path(huggingface_hub.hf_hub_download(spec.repo_id, spec.archive, repo_type="dataset", local_dir=home))
+  except errors.GatedRepoError:
+    raise DataError(f"{spec.repo_id} is gated: accept its terms at {page} while logged in, then log in here "
+                    "(`hf auth login`, or set HF_TOKEN) and run again") from None
+  except errors.RepositoryNotFoundError:
+    raise DataError(f"{spec.repo_id}: repository not found or not accessible with your token ({page})") from None
+  except (errors.LocalEntryNotFoundError, errors.HfHubHTTPError, OSError) as e:
+    raise DataError(f"cannot download {spec.archive} from {page} ({type(e).__name__}; offline?). Place the archive "
+                    f"at {home / spec.archive} and run again, or pass --data-dir pointing at an unpacked copy") from None
+
+
+def _sha256(path: Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                   desc=f"checking {path.name}", leave=False) as bar:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      digest.update(block)
+      bar.update(len(block))
+  return digest.hexdigest()
+
+
+def _verify(spec: DatasetSpec, archive: Path) -> str:
+  """SHA-256 of a downloaded archive, checked against the hub's (its etag is the LFS SHA-256)."""
+  import huggingface_hub
+
+  digest = _sha256(archive)
+  url = huggingface_hub.hf_hub_url(spec.repo_id, spec.archive, repo_type="dataset")
+  expected = (huggingface_hub.get_hf_file_metadata(url).etag or "").strip('"')
+  if re.fullmatch(r"[0-9a-f]{64}", expected) and digest != expected:
+    raise DataError(f"{archive}: SHA-256 {digest} does not match the hub's {expected}; the download is damaged: "
+                    "delete the file and run `hrnn data prepare` again")
+  return digest
+
+
+def _unpack(spec: DatasetSpec, home: Path, archive: Path, digest: str) -> Path:
+  scratch = _scratch(home / ".unpacking")
+  try:
+    with zipfile.ZipFile(archive) as z:
+      for member in tqdm(z.infolist(), desc=f"unpacking {archive.name}", unit="file"):
+        z.extract(member, scratch)
+  except (zipfile.BadZipFile, EOFError, OSError) as e:
+    shutil.rmtree(scratch, ignore_errors=True)
+    raise DataError(f"{archive}: damaged or incomplete zip archive ({e}); delete it and run "
+                    "`hrnn data prepare` again") from None
+  target = home / UNPACKED
+  shutil.rmtree(target, ignore_errors=True)
+  scratch.rename(target)
+  layout = find_layout_dir(spec, target)
+  marker = {"name": spec.name, "source": spec.repo_id, "archive": spec.archive, "sha256": digest,
+            "layout_dir": str(layout.relative_to(home))}
+  (home / MARKER).write_text(json.dumps(marker, indent=1))
+  return layout
