@@ -136,3 +136,128 @@ def get_preset(name: str) -> ModelConfig:
     return PRESETS[name]
   except KeyError:
     raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+
+
+Schedule = Literal["constant", "cosine"]
+SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """One training run (reference.md section 2): the model, the data, the optimiser and the bookkeeping.
+
+  The defaults are the paper's: AdamW (lr 0.002, weight decay 1e-4, b1 0.9, b2 0.999), linear warm-up over 1,000
+  steps then constant, global-norm clipping at 200, an update skipped when the loss is not finite or the gradient
+  norm is >= 1000, EMA of the weights at 0.999, batch 32 of whole padded examples, 500 epochs.
+  `train_config(preset, dataset)` builds one at a named run scale (smoke, cpu, paper; see hrnn.scales).
+  `model.remat` and `model.scan_backend` change memory and speed, never the function computed.
+
+  Lengths: exactly one of `steps` (optimizer steps) and `epochs` is set. `batch_size` is the global batch: it is
+  split over hosts and devices along the mesh's data axis and into `grad_accum` micro-batches.
+  """
+
+  model: ModelConfig = _PAPER
+  preset: str = "paper"  # name of the preset `model` derives from (recorded for reports)
+  dataset: str = "sc09"  # a name of hrnn.data.DATASETS
+  data_root: str | None = None  # None = $HRNN_DATA or ~/.cache/hrnn/data
+  batch_size: int = 32
+  seq_len: int | None = None  # tokens per training example; None = the dataset's whole example length
+  crop: bool = False  # random crops of seq_len tokens instead of each example's first seq_len tokens
+  steps: int | None = None
+  epochs: int | None = 500
+  learning_rate: float = 2e-3
+  weight_decay: float = 1e-4
+  b1: float = 0.9
+  b2: float = 0.999
+  warmup_steps: int = 1000  # linear warm-up from 0 to learning_rate
+  schedule: Schedule = "constant"  # after warm-up: constant, or cosine decay to 0 at the last step
+  clip_norm: float = 200.0  # global gradient-norm clipping
+  skip_norm: float = 1000.0  # skip the update when the gradient norm is >= this (or the loss is not finite)
+  ema_decay: float = 0.999
+  grad_accum: int = 1  # micro-batches per optimizer step
+  seed: int = 0  # parameter init, dropout and data order
+  mesh_data: int | None = None  # devices along the batch axis; None = all devices / mesh_seq
+  mesh_seq: int = 1  # devices along the time axis (context parallelism)
+  checkpoint_every: int = 1000  # steps between checkpoints (also saved on SIGTERM/SIGINT and at the end)
+  keep_checkpoints: int = 3
+  eval_every: int | None = None  # steps between validation-NLL evaluations; None = only the final test NLL
+  eval_batch_size: int | None = None  # None = batch_size
+  log_every: int = 10  # steps between metrics lines
+
+  def __post_init__(self):
+    def fail(field: str, why: str):
+      raise ConfigError(f"TrainConfig.{field}={getattr(self, field)!r}: {why}")
+
+    if not isinstance(self.model, ModelConfig):
+      fail("model", "must be a ModelConfig (see hrnn.config.get_preset)")
+    if (self.steps is None) == (self.epochs is None):
+      fail("steps", f"give exactly one of steps and epochs (epochs={self.epochs!r}), e.g. "
+                    f"TrainConfig(steps=N, epochs=None) or train_config(preset, steps=N)")
+    for field in ("batch_size", "steps", "epochs", "seq_len", "grad_accum", "mesh_data", "mesh_seq",
+                  "checkpoint_every", "keep_checkpoints", "eval_every", "eval_batch_size", "log_every"):
+      value = getattr(self, field)
+      if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        fail(field, "must be a positive integer")
+    if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+      fail("warmup_steps", "must be a non-negative integer")
+    if self.batch_size % self.grad_accum:
+      fail("batch_size", f"must be a multiple of grad_accum={self.grad_accum}")
+    for field in ("learning_rate", "clip_norm", "skip_norm"):
+      if not getattr(self, field) > 0:
+        fail(field, "must be positive")
+    if self.weight_decay < 0:
+      fail("weight_decay", "must be non-negative")
+    for field in ("b1", "b2", "ema_decay"):
+      if not 0.0 <= getattr(self, field) < 1.0:
+        fail(field, "must be in [0, 1)")
+    if self.schedule not in SCHEDULES:
+      fail("schedule", f"must be one of {SCHEDULES}")
+
+  def to_dict(self) -> dict:
+    """A JSON-serialisable dict; `TrainConfig.from_dict` inverts it."""
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict) -> TrainConfig:
+    """Inverse of `to_dict` (lists back to tuples); unknown fields raise ConfigError naming them."""
+    values = dict(values)
+    model = {k: tuple(v) if isinstance(v, list) else v for k, v in values.pop("model", {}).items()}
+    for name, fields in (("TrainConfig", values), ("ModelConfig", model)):
+      known = {f.name for f in dataclasses.fields(TrainConfig if name == "TrainConfig" else ModelConfig)}
+      unknown = sorted(set(fields) - known)
+      if unknown:
+        raise ConfigError(f"{name}: unknown field(s) {', '.join(unknown)} (written by another hrnn version?)")
+    return cls(model=ModelConfig(**model), **values)
+
+
+def train_config(preset: str = "paper", dataset: str | None = None, *, scale: str | None = None,
+                 **overrides) -> TrainConfig:
+  """The TrainConfig of model preset `preset` trained at a run scale of `hrnn.scales` (smoke, cpu, paper).
+
+  The scale (default: the one named like the preset, else "paper") gives the dataset (its SC09 one unless
+  `dataset` is set), batch size, sequence length, length of the run and evaluation interval; music datasets
+  (not in SC09's layout) use the scale's music_* values. `overrides` replace any TrainConfig field; `steps`
+  replaces `epochs` and vice versa.
+  """
+  from hrnn.data.specs import get_spec  # light: no JAX, no datasets
+  from hrnn.scales import SCALES, get_scale
+
+  run = get_scale(scale or (preset if preset in SCALES else "paper"))
+  dataset = dataset or run.sc09
+  music = get_spec(dataset).layout != "sc09"
+  steps = run.music_steps if music and run.music_steps is not None else run.steps
+  values = dict(model=get_preset(preset), preset=preset, dataset=dataset, batch_size=run.batch_size,
+                seq_len=run.music_seq_len if music else run.seq_len, steps=steps,
+                epochs=None if steps is not None else run.epochs, eval_every=run.eval_every, seed=run.seed)
+  unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+  if unknown:
+    raise ConfigError(f"train_config: unknown TrainConfig field(s) {', '.join(unknown)}")
+  if overrides.get("steps") is not None:
+    values["epochs"] = None
+  if overrides.get("epochs") is not None:
+    values["steps"] = None
+  values.update(overrides)
+  if "warmup_steps" not in overrides and values["steps"] is not None:
+    # Short runs warm up over at most a tenth of their steps (the paper's 1,000 would exceed a smoke run).
+    values["warmup_steps"] = min(TrainConfig.warmup_steps, max(1, values["steps"] // 10))
+  return TrainConfig(**values)
