@@ -1,0 +1,68 @@
+"""CG-LRU layer: initialisation, bounded square root, gates (issue 2)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hrnn.lru import CGLRU, BlockDiagonal, sqrt_bounded_derivative
+
+
+def make(r_min=0.9, r_max=0.99, seed=0):
+  return CGLRU(128, 256, 32, r_min=r_min, r_max=r_max, max_phase=0.1 * math.pi, scan_backend=None,
+               rngs=nnx.Rngs(seed))
+
+
+def test_sqrt_bounded_derivative():
+  grad = jax.grad(sqrt_bounded_derivative)
+  assert float(sqrt_bounded_derivative(0.25)) == 0.5
+  np.testing.assert_allclose(grad(0.25), 1.0)
+  np.testing.assert_allclose(grad(0.0), 200.0)  # finite at 0, clipped at the bound
+  np.testing.assert_allclose(grad(1e-9), 200.0)
+  np.testing.assert_allclose(grad(1.0 / 400.0**2 * 4), 100.0, rtol=1e-5)  # below the bound: exact
+
+
+def test_initialisation_ranges():
+  lru = make()
+  r = np.exp(-jax.nn.softplus(lru.a_param[...]))
+  assert r.shape == (128,) and r.min() >= 0.9 - 1e-6 and r.max() <= 0.99 + 1e-6
+  theta = np.asarray(lru.theta[...])
+  assert theta.min() >= 0 and theta.max() <= 0.1 * math.pi
+  assert lru.gate_x.w.shape == (32, 8, 4) and lru.gate_x.b.shape == (32, 4)
+  np.testing.assert_allclose(np.std(lru.gate_x.w[...]), 1 / math.sqrt(256), rtol=0.1)
+  np.testing.assert_allclose(np.std(lru.gate_x.b[...]), 1 / math.sqrt(32), rtol=0.25)
+
+
+def test_block_diagonal_is_block_diagonal():
+  bd = BlockDiagonal(8, 4, 2, rngs=nnx.Rngs(0))
+  x = jnp.zeros((1, 8)).at[0, 0].set(1.0)  # only the first input block is non-zero
+  y = bd(x) - bd(jnp.zeros((1, 8)))
+  assert np.all(np.asarray(y[0, 2:]) == 0) and np.any(np.asarray(y[0, :2]) != 0)
+
+
+def test_decay_and_input_normalisation():
+  lru = make()
+  x = jax.random.normal(jax.random.key(0), (2, 10, 128))
+  a, b = lru.coefficients(x)
+  assert a.dtype == jnp.complex64 and a.shape == (2, 10, 128)
+  absa = np.abs(np.asarray(a))
+  # |a| = r^(8 g_a) with g_a in (0, 1): strictly inside (r^8, 1).
+  r = np.exp(-jax.nn.softplus(np.asarray(lru.a_param[...])))
+  assert np.all(absa < 1) and np.all(absa > r**8 - 1e-6)
+  # phase = g_a * theta, so within [0, theta]
+  phase = np.angle(np.asarray(a))
+  assert np.all(phase >= -1e-6) and np.all(phase <= np.asarray(lru.theta[...]) + 1e-6)
+
+
+def test_recurrence_matches_python_loop():
+  lru = make()
+  x = jax.random.normal(jax.random.key(1), (1, 12, 128))
+  a, b = lru.coefficients(x)
+  h = np.zeros((1, 128), np.complex64)
+  outs = []
+  for t in range(12):
+    h = np.asarray(a[:, t]) * h + np.asarray(b[:, t])
+    outs.append(lru.readout(jnp.asarray(h)))
+  np.testing.assert_allclose(lru(x), jnp.stack(outs, axis=1), atol=1e-5)
