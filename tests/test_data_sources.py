@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx2
@@ -12,8 +13,14 @@ import pytest
 from huggingface_hub import errors
 
 from data_fakes import fake_clips, fake_sc09, zip_folder
-from hrnn.data import DataError, load_split, locate, prepare
+from hrnn.data import DataError, load_split, locate, prepare, quantize, write_wav
 from hrnn.data.sources import MARKER
+
+
+@pytest.fixture(autouse=True)
+def data_root(monkeypatch, tmp_path):
+  """Token caches of --data-dir loads go to $HRNN_DATA: keep them out of the user's cache."""
+  monkeypatch.setenv("HRNN_DATA", str(tmp_path / "hrnn-data"))
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +75,21 @@ def test_download_verify_unpack_once(monkeypatch, tmp_path, archives, name, size
   assert prepare(name, root=tmp_path) == layout and len(hub.downloads) == 1  # unpacked once
 
 
-def test_youtubemix_rows_decode_one_file_at_a_time(monkeypatch, tmp_path, archives):
+def test_splits_are_memory_mapped_token_files_rebuilt_when_data_changes(monkeypatch, tmp_path, archives):
+  from datasets.table import MemoryMappedTable
+
   use(monkeypatch, FakeHub(archives))
-  prepare("youtubemix", root=tmp_path)
+  layout = prepare("youtubemix", root=tmp_path)
   ds = load_split("youtubemix", "test", root=tmp_path)
-  assert ds.column_names == ["path", "length"]  # only paths and lengths are held; tokens are decoded on access
-  assert ds.data.nbytes < 10_000
-  assert len(ds[3]["tokens"]) == 32
+  assert isinstance(ds.data, MemoryMappedTable)  # mapped from disk, not loaded
+  cache = [Path(f["filename"]) for f in ds.cache_files]
+  assert [c.parent for c in cache] == [tmp_path / "youtubemix" / "tokens"] and cache[0].name.startswith("test-mu-law-")
+  assert ds[3]["tokens"].dtype == np.uint8 and len(ds[3]["tokens"]) == 32 == ds[3]["length"]
+  assert load_split("youtubemix", "test", root=tmp_path).cache_files == ds.cache_files  # reused
+  write_wav(layout / "230.wav", np.linspace(-1, 1, 40, dtype=np.float32))  # the data changed: re-read
+  changed = load_split("youtubemix", "test", root=tmp_path)
+  assert changed.cache_files != ds.cache_files and not cache[0].exists()
+  assert changed[4]["tokens"].tolist() == quantize(np.linspace(-1, 1, 40), "mu-law").tolist()
 
 
 def test_checksum_mismatch(monkeypatch, tmp_path, archives):

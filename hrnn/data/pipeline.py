@@ -1,8 +1,8 @@
 """From files to training batches: split index -> `datasets.Dataset` -> fixed-shape padded batches on a mesh.
 
-A split is a `datasets.Dataset` of file paths and lengths (plus `label` for the SC09 layout). Audio is decoded
-and quantized per example when a row is read (`with_transform`), so a split never sits in memory whole: a
-YouTubeMix batch decodes just its own files.
+A split is a `datasets.Dataset` with columns path, length, tokens (plus label for the SC09 layout), memory-mapped
+from an Arrow file that the first load writes by decoding and quantizing each file once (one file at a time, so
+a split, YouTubeMix included, never sits in memory whole).
 
 `batches` yields {"tokens": int32 [B, T], "mask": float32 [B, T]} where mask = 1 on real samples, 0 on padding.
 Per epoch the examples are shuffled by a permutation drawn from (seed, epoch); the last batch is completed with
@@ -11,22 +11,28 @@ all-padding rows (mask 0), so num_batches = ceil(n / B) and every example is see
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import hashlib
+import json
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from hrnn.data.audio import AudioError, probe, read_audio
 from hrnn.data.layout import VALIDATION_LIST, TESTING_LIST, split_files
 from hrnn.data.quantization import SILENCE_TOKEN, check_method, quantize
-from hrnn.data.sources import locate
-from hrnn.data.specs import DataError, DatasetSpec, get_spec
+from hrnn.data.sources import dataset_home, locate
+from hrnn.data.specs import DataError, DatasetSpec, check_split, get_spec
 
 PAD_TOKEN = SILENCE_TOKEN  # token at padded positions (mask 0); 128 decodes to silence
+TOKEN_FORMAT = 1  # bump when tokenization changes, so cached token files are rebuilt
 
 
 class DataWarning(UserWarning):
@@ -78,25 +84,86 @@ def index_split(spec: DatasetSpec, layout_dir: str | Path, split: str) -> SplitI
   return SplitIndex(columns, tuple(skipped), resampled, downmixed, cut)
 
 
-def decode_examples(rows: dict[str, list], *, length: int, method: str, sample_rate: int) -> dict[str, list]:
-  """Dataset transform: adds "tokens" (uint8 [length_i], quantized per example) to a batch of index rows."""
-  tokens = [quantize(read_audio(path, sample_rate)[:length], method) for path in rows["path"]]
-  return {**rows, "length": [len(t) for t in tokens], "tokens": tokens}
+def tokens_of(path: str | Path, spec: DatasetSpec, method: str) -> np.ndarray:
+  """One example's tokens: the file read at the spec's rate, cut to spec.length, quantized on its own (uint8 [L])."""
+  return quantize(read_audio(path, spec.sample_rate)[:spec.length], method)
+
+
+def _cache_key(spec: DatasetSpec, method: str, paths: tuple[Path, ...]) -> str:
+  """Changes whenever a file of the split, its size or its modification time, or the tokenization changes."""
+  stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+  text = json.dumps([TOKEN_FORMAT, spec.name, spec.length, spec.sample_rate, method, stats])
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path) -> None:
+  """Decodes every indexed file once into an Arrow file (written in chunks of ~16M tokens, then renamed)."""
+  import datasets
+  from datasets.arrow_writer import ArrowWriter
+
+  features = {"path": datasets.Value("string"), "length": datasets.Value("int32"),
+              "tokens": datasets.List(datasets.Value("uint8"))}
+  if "label" in index.columns:
+    features["label"] = datasets.Value("int32")
+  rows = len(index.columns["path"])
+  chunk = max(1, (1 << 24) // spec.length)
+  partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+  writer = ArrowWriter(features=datasets.Features(features), path=str(partial))
+  decode = functools.partial(tokens_of, spec=spec, method=method)
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool, \
+       tqdm(total=rows, desc=f"{spec.name}: tokenizing", unit="clip", leave=False) as bar:
+    for first in range(0, rows, chunk):
+      batch = {key: values[first:first + chunk] for key, values in index.columns.items()}
+      batch["tokens"] = list(pool.map(decode, batch["path"]))
+      writer.write_batch(batch)
+      bar.update(len(batch["path"]))
+  writer.finalize()
+  partial.rename(path)
+
+
+def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cache_dir: Path) -> tuple[Path, dict]:
+  """The split's tokens as an Arrow file in `cache_dir`, built on first use (and again when the files change).
+
+  Returns:
+    (Arrow file, its index report {"skipped": [[file, why]], "resampled", "downmixed", "cut"}).
+  """
+  files = split_files(spec, layout_dir, split)
+  key = _cache_key(spec, method, files.paths)
+  path = cache_dir / f"{split}-{method}-{key}.arrow"
+  report_path = path.with_suffix(".json")
+  if not (path.is_file() and report_path.is_file()):
+    index = index_split(spec, layout_dir, split)
+    if not index.columns["path"]:
+      raise DataError(f"{layout_dir}: split {split!r} of {spec.name} has no usable audio files"
+                      + "".join(f"; {p}: {why}" for p, why in index.skipped[:3]))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cache_dir.glob(f"{split}-{method}-*"):
+      stale.unlink()
+    _write_tokens(spec, index, method, path)
+    report = {"skipped": [list(s) for s in index.skipped], "resampled": index.resampled,
+              "downmixed": index.downmixed, "cut": index.cut}
+    report_path.write_text(json.dumps(report))
+  return path, json.loads(report_path.read_text())
 
 
 def load_split(name: str, split: str, root: str | Path | None = None, quantization: str | None = None, *,
                data_dir: str | Path | None = None):
-  """One split of a dataset as a `datasets.Dataset` that decodes audio when rows are read.
+  """One split of a dataset as a memory-mapped `datasets.Dataset`.
+
+  The first load decodes and quantizes every file once into ROOT/NAME/tokens/SPLIT-METHOD-KEY.arrow (KEY
+  follows the files' names, sizes and modification times, so changed data is re-read); later loads map that
+  file, so no split, YouTubeMix included, is ever held in memory whole.
 
   Args:
     name: a key of DATASETS.
     split: "train", "valid" or "test".
-    root: data root (default `default_root()`); the dataset must have been prepared there.
+    root: data root (default `default_root()`); the dataset must have been prepared there unless `data_dir`.
     quantization: "mu-law" or "linear"; default the dataset's own (reference.md section 3).
-    data_dir: an unpacked copy of the dataset to read instead (no network, no prepare needed).
+    data_dir: an unpacked copy of the dataset to read instead (no network, no prepare needed); its token
+      cache still goes to ROOT/NAME/tokens.
   Returns:
-    Dataset with columns path, length (and label 0..9 for SC09-layout datasets); reading a row adds
-    "tokens" (uint8 [length]).
+    Dataset with columns path (str), length (int: real samples), tokens (uint8 numpy array [length], quantized
+    per example) and, for SC09-layout datasets, label (0..9 for zero..nine).
   Raises:
     DataError: dataset not prepared, layout broken (missing split list, empty folders) or no usable file.
   Warns:
@@ -107,17 +174,16 @@ def load_split(name: str, split: str, root: str | Path | None = None, quantizati
   spec = get_spec(name)
   method = check_method(quantization or spec.quantization)
   layout = locate(name, root, data_dir)
-  index = index_split(spec, layout, split)
-  if index.skipped:
-    shown = "; ".join(f"{path}: {why}" for path, why in index.skipped[:3])
-    more = f" (and {len(index.skipped) - 3} more; `hrnn data info {name}` lists all)" if len(index.skipped) > 3 else ""
-    warnings.warn(DataWarning(f"{name} {split}: skipped {len(index.skipped)} unusable file(s): {shown}{more}"),
+  path, report = token_file(spec, layout, check_split(split), method, dataset_home(name, root) / "tokens")
+  skipped = report["skipped"]
+  if skipped:
+    shown = "; ".join(f"{file}: {why}" for file, why in skipped[:3])
+    more = f" (and {len(skipped) - 3} more; `hrnn data info {name}` lists all)" if len(skipped) > 3 else ""
+    warnings.warn(DataWarning(f"{name} {split}: skipped {len(skipped)} unusable file(s): {shown}{more}"),
                   stacklevel=2)
-  if not index.columns["path"]:
-    raise DataError(f"{layout}: split {split!r} of {name} has no usable audio files")
-  ds = datasets.Dataset.from_dict(index.columns, split=split)
-  return ds.with_transform(functools.partial(decode_examples, length=spec.length, method=method,
-                                             sample_rate=spec.sample_rate))
+  ds = datasets.Dataset.from_file(str(path), split=split)
+  ds.set_format("numpy", columns=["tokens"], output_all_columns=True, dtype=np.uint8)
+  return ds
 
 
 def num_batches(ds, batch_size: int) -> int:

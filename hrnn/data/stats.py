@@ -11,7 +11,7 @@ import numpy as np
 
 from hrnn.data.audio import read_audio
 from hrnn.data.layout import speaker
-from hrnn.data.pipeline import decode_examples, index_split
+from hrnn.data.pipeline import index_split, tokens_of
 from hrnn.data.quantization import NUM_CLASSES, check_method
 from hrnn.data.sources import dataset_home, locate, read_marker
 from hrnn.data.specs import SPLITS, get_spec
@@ -47,8 +47,7 @@ def describe(name: str, root: str | Path | None = None, data_dir: str | Path | N
     index = index_split(spec, layout, split)
     lengths = np.array(index.columns["length"], np.int64)
     chosen = _examined(len(lengths), examples)
-    rows = {"path": [index.columns["path"][i] for i in chosen]}
-    tokens = decode_examples(rows, length=spec.length, method=method, sample_rate=spec.sample_rate)["tokens"]
+    tokens = [tokens_of(index.columns["path"][i], spec, method) for i in chosen]
     histogram = np.zeros(NUM_CLASSES, np.int64)
     for t in tokens:
       histogram += np.bincount(t, minlength=NUM_CLASSES)
