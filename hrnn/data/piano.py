@@ -44,44 +44,53 @@ class PianoSize:
   """Which pieces to render.
 
   Attributes:
-    composers: music21 corpus composers, in catalogue order.
-    pieces: the first this many pieces of the catalogue (None = all).
+    works: glob patterns relative to music21's corpus folder, in catalogue order.
     max_seconds: each piece is cut to this many seconds (None = whole).
   """
 
-  composers: tuple[str, ...]
-  pieces: int | None
+  works: tuple[str, ...]
   max_seconds: float | None
 
 
 # Beethoven first; other composers of the corpus add volume.
 COMPOSERS: tuple[str, ...] = ("beethoven", "mozart", "haydn", "schubert", "schumann_robert", "schumann_clara",
                               "chopin", "joplin", "handel", "corelli", "cpebach", "weber", "verdi", "beach")
+EVERYTHING = tuple(f"{composer}/**/*" for composer in COMPOSERS)
+# tiny: Bach chorales, a few kB each and quick to parse (tests, smoke runs). small: single quartet movements
+# (whole quartets such as opus132 take tens of seconds to parse), cut short.
 PRESETS: dict[str, dict[str, PianoSize]] = {
     "beethoven-piano": {
-        "tiny": PianoSize(("bach",), pieces=8, max_seconds=None),  # short chorales: fast to parse, for tests
-        "small": PianoSize(("beethoven",), pieces=6, max_seconds=40.0),
-        "full": PianoSize(COMPOSERS, pieces=None, max_seconds=None),
+        "tiny": PianoSize(("bach/bwv[1-9].*",), max_seconds=None),
+        "small": PianoSize(("beethoven/opus18no1/*", "beethoven/opus59no1/*"), max_seconds=48.0),
+        "full": PianoSize(EVERYTHING, max_seconds=None),
     },
     "piano-minute": {
-        "tiny": PianoSize(("bach",), pieces=24, max_seconds=None),
-        "small": PianoSize(("beethoven",), pieces=12, max_seconds=120.0),
-        "full": PianoSize(COMPOSERS, pieces=None, max_seconds=None),
+        "tiny": PianoSize(("bach/bwv[1-9].*", "bach/bwv[1-3][0-9].*"), max_seconds=None),
+        "small": PianoSize(("beethoven/opus18no1/*", "beethoven/opus59no1/*", "mozart/k80/*", "mozart/k155/*"),
+                           max_seconds=80.0),
+        "full": PianoSize(EVERYTHING, max_seconds=None),
     },
 }
+SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn")  # in order of preference
 
 
-def catalogue(composers: tuple[str, ...]) -> list[str]:
-  """Corpus files of `composers` in order (natsorted within a composer), one file per piece: where a piece
-  exists both as MusicXML and Humdrum, the MusicXML one."""
-  from music21 import corpus
+def catalogue(works: tuple[str, ...]) -> list[str]:
+  """Score files matching `works` (natsorted within a pattern), one file per piece: where a piece exists in
+  several files (MusicXML and Humdrum, or editions such as bwv18.5-lz / bwv18.5-w), the first by
+  SCORE_SUFFIXES, so that no piece can land in two splits."""
   from natsort import natsorted
 
-  pieces = []
-  for composer in composers:
-    paths = natsorted(corpus.getComposer(composer), key=str)
-    stems = {p.with_suffix("") for p in paths if p.suffix == ".mxl"}
-    pieces += [str(p) for p in paths if p.suffix == ".mxl" or p.with_suffix("") not in stems]
+  corpus = _corpus_dir()
+  pieces, seen = [], set()
+  for pattern in works:
+    kept = {}  # work (folder / name before any "-edition") -> its preferred file
+    scores = [p for p in corpus.glob(pattern) if p.suffix in SCORE_SUFFIXES]
+    for path in natsorted(scores, key=lambda p: (SCORE_SUFFIXES.index(p.suffix), str(p))):
+      kept.setdefault(path.parent / path.stem.split("-")[0], path)
+    pieces += [str(p) for work, p in natsorted(kept.items(), key=lambda kv: str(kv[0])) if work not in seen]
+    seen |= set(kept)
+  if not pieces:
+    raise DataError(f"no scores match {works} in the music21 corpus at {corpus}")
   return pieces
 
 
@@ -260,7 +269,7 @@ def build(name: str, out_dir: Path, size: str, seed: int) -> dict:
   config = PRESETS[name][size]
   clip_seconds = CLIP_SECONDS[name]
   clip = clip_seconds * SAMPLE_RATE
-  pieces = catalogue(config.composers)[:config.pieces]
+  pieces = catalogue(config.works)
   notes = parse_all(pieces, config.max_seconds, f"{name}: parsing")
   splits = assign_pieces([n[:, 1].max() for n in notes], clip_seconds, np.random.default_rng(seed))
   out_dir.mkdir(parents=True)
