@@ -49,7 +49,7 @@ class EspeakSize:
 PRESETS: dict[str, dict[str, EspeakSize]] = {"sc09-espeak": {
     "tiny": EspeakSize(speakers=10, takes=1),  # 100 clips: tests and demos
     "small": EspeakSize(speakers=40, takes=1),  # 400 clips
-    "full": EspeakSize(speakers=None, takes=2),  # every speaker (8 voices x every variant), ~12,000+ clips
+    "full": EspeakSize(speakers=None, takes=1),  # every speaker: 8 voices x ~100 variants, ~8,000 clips
 }}
 
 
