@@ -51,20 +51,23 @@ class Scale:
   steps: int | None  # training steps of an SC09 run (None: use epochs)
   epochs: int | None  # training epochs of a run (None: use steps)
   music_steps: int | None  # training steps of a Beethoven / YouTubeMix run (None: use epochs)
-  batch_size: int
+  batch_size: int  # training batch; also the generation batch, as in the paper's throughput measurements
   seq_len: int | None
   music_seq_len: int | None
   eval_every: int  # steps between validation evaluations (the curves of Fig. 2)
-  n_samples: int  # generated SC09 samples scored by FID / IS / mIS / AM
-  sample_batch: int  # samples generated in parallel
+  n_samples: int  # generated SC09 clips scored by FID / IS / mIS / AM (the classifier metrics need >= 10)
+  sample_tokens: int | None  # tokens per generated SC09 clip (None: the dataset's 16,000, one second)
+  music_sample_tokens: int  # tokens per generated Beethoven / YouTubeMix sample
+  likelihood_band: bool  # score only SaShiMi's 40%..95% band of the samples ranked by likelihood
+  classifier_size: str | None  # hrnn.metrics classifier size; None = SaShiMi's on a GPU, "cpu" otherwise
   classifier_epochs: int  # training epochs of the SC09 digit classifier
-  listen: int  # WAV samples per model written to OUT/samples
+  listen: int  # samples per model shown and played in the notebooks
   seed: int = 0
 
   def __post_init__(self):
     if (self.steps is None) == (self.epochs is None):
       raise ScaleError(f"scale {self.name!r}: give exactly one of steps={self.steps} and epochs={self.epochs}")
-    for field in ("batch_size", "eval_every", "n_samples", "sample_batch", "classifier_epochs", "listen"):
+    for field in ("batch_size", "eval_every", "n_samples", "music_sample_tokens", "classifier_epochs", "listen"):
       if getattr(self, field) <= 0:
         raise ScaleError(f"scale {self.name!r}: {field}={getattr(self, field)} must be positive")
 
@@ -77,15 +80,18 @@ SCALES: dict[str, Scale] = {
     "smoke": Scale(
         name="smoke", model="smoke", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
         data_size="tiny", steps=4, epochs=None, music_steps=2, batch_size=4, seq_len=1600, music_seq_len=1600,
-        eval_every=2, n_samples=8, sample_batch=8, classifier_epochs=1, listen=2),
+        eval_every=2, n_samples=12, sample_tokens=1600, music_sample_tokens=1600, likelihood_band=False,
+        classifier_size="tiny", classifier_epochs=1, listen=2),
     "cpu": Scale(
         name="cpu", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
         data_size="small", steps=600, epochs=None, music_steps=300, batch_size=16, seq_len=4000,
-        music_seq_len=16000, eval_every=100, n_samples=256, sample_batch=64, classifier_epochs=10, listen=4),
+        music_seq_len=16000, eval_every=100, n_samples=128, sample_tokens=None, music_sample_tokens=64000,
+        likelihood_band=False, classifier_size=None, classifier_epochs=10, listen=4),
     "paper": Scale(
         name="paper", model="paper", sc09="sc09", beethoven="beethoven", youtubemix="youtubemix",
         data_size="full", steps=None, epochs=500, music_steps=None, batch_size=32, seq_len=None,
-        music_seq_len=None, eval_every=1000, n_samples=10240, sample_batch=256, classifier_epochs=200, listen=8),
+        music_seq_len=None, eval_every=1000, n_samples=10240, sample_tokens=None, music_sample_tokens=960_000,
+        likelihood_band=True, classifier_size=None, classifier_epochs=200, listen=8),
 }
 
 

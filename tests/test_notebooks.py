@@ -1,0 +1,83 @@
+"""The notebooks: stored clean with a tagged parameters cell, and each one runs under papermill at `smoke`."""
+
+import ast
+import json
+import os
+
+import nbformat
+import pytest
+
+from hrnn import paper, reproduce
+
+NOTEBOOKS = reproduce.find_notebooks()
+NAMES = [p.stem for p in NOTEBOOKS]
+REQUIRED_PARAMETERS = {"preset", "out", "seed"}
+
+
+def test_the_six_notebooks_exist():
+  assert NAMES == ["00_quickstart", "01_embedding_curves", "02_group_ablation", "03_pooling_ablation",
+                   "04_sota_comparison", "05_fid_is"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_stored_without_outputs(path):
+  nb = nbformat.read(path, as_version=4)
+  nbformat.validate(nb)
+  for cell in nb.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear outputs before committing"
+  assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_tagged_parameters_cell_after_the_install_cell(path):
+  nb = nbformat.read(path, as_version=4)
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+  assert len(tagged) == 1
+  assert "find_spec(\"hrnn\")" in code[0].source and "pip" in code[0].source, "first cell installs hrnn"
+  assert code[1] is tagged[0]
+  assigned = {t.id for node in ast.parse(tagged[0].source).body for t in getattr(node, "targets", [])}
+  assert REQUIRED_PARAMETERS <= assigned
+  assert "preset = \"smoke\"" in tagged[0].source  # opened interactively, a notebook runs in seconds
+
+
+def _tables(out):
+  return {p.stem for p in (out / "tables").glob("*.csv")}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+  """One embedded-data root for the module: the notebooks build their tiny datasets once."""
+  root = tmp_path_factory.mktemp("data")
+  old = os.environ.get("HRNN_DATA")
+  os.environ["HRNN_DATA"] = str(root)  # inherited by the papermill kernels
+  yield root
+  if old is None:
+    del os.environ["HRNN_DATA"]
+  else:
+    os.environ["HRNN_DATA"] = old
+
+
+def test_quickstart_runs_at_smoke(tmp_path, data_root):
+  runs = reproduce.run_notebooks("smoke", tmp_path, only=["00"])
+  assert [r.error for r in runs] == [None]
+  assert "quickstart" in _tables(tmp_path)
+  assert list((tmp_path / "samples").glob("*.wav")) and list((tmp_path / "plots").glob("*.png"))
+  executed = nbformat.read(tmp_path / "notebooks" / "00_quickstart.ipynb", as_version=4)
+  assert any(o.get("output_type") == "display_data" and "text/html" in o.get("data", {})
+             for c in executed.cells if c.cell_type == "code" for o in c.outputs), "plays audio inline"
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_at_smoke_and_writes_its_tables(tmp_path, data_root):
+  runs, readme = reproduce.reproduce("smoke", tmp_path)
+  assert [(r.notebook, r.error) for r in runs] == [(n, None) for n in NAMES]
+  assert {t.key for t in paper.TABLES} | {f.key for f in paper.FIGURES} <= _tables(tmp_path)
+  for f in paper.FIGURES:
+    assert (tmp_path / "plots" / f.plot).exists()
+  text = readme.read_text()
+  assert "Not produced" not in text and "preset `smoke`" in text
+  for t in paper.TABLES:
+    meta = json.loads((tmp_path / "tables" / f"{t.key}.json").read_text())
+    assert meta["preset"] == "smoke" and meta["hardware"] and meta["date"]
