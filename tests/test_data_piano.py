@@ -123,3 +123,15 @@ def test_tiny_beethoven_piano_layout_and_loader(tiny):
   assert not set(pieces["train"]) & set(pieces["test"])
   audio = load_split("beethoven-piano", "valid", root=tiny)[0]["tokens"]
   assert len(audio) == 128_000 and len(np.unique(audio)) > 100  # music, not silence
+
+
+@pytest.mark.slow
+def test_piano_minute_tiny_is_deterministic(tmp_path):
+  first = prepare("piano-minute", size="tiny", root=tmp_path / "a", seed=0)
+  again = prepare("piano-minute", size="tiny", root=tmp_path / "b", seed=0)
+  files = sorted(p.name for p in first.glob("*.wav"))
+  assert files == sorted(p.name for p in again.glob("*.wav")) and len(files) >= 9
+  assert all((first / f).read_bytes() == (again / f).read_bytes() for f in files)
+  assert {sf.info(str(first / f)).frames for f in files} == {960_000}
+  marker = json.loads((tmp_path / "a" / "piano-minute" / MARKER).read_text())
+  assert {s: len(load_split("piano-minute", s, root=tmp_path / "a")) for s in SPLITS} == marker["clips"]

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 from hrnn.data.specs import SAMPLE_RATE, DataError
 
@@ -88,6 +87,8 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
   """Polyphase resampling of mono audio [T] -> [resampled_length(T)] (anti-aliased, deterministic)."""
   if from_rate == to_rate:
     return x
+  from scipy import signal  # seconds to import: only when a file needs it
+
   g = math.gcd(from_rate, to_rate)
   return signal.resample_poly(x, to_rate // g, from_rate // g).astype(np.float32)
 

@@ -70,8 +70,8 @@ def index_split(spec: DatasetSpec, layout_dir: str | Path, split: str) -> SplitI
   for i, path in enumerate(files.paths):
     try:
       info = probe(path)
-    except AudioError as e:
-      skipped.append((str(path), str(e)))
+    except AudioError as e:  # its message starts with the path
+      skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
       continue
     frames = info.frames_at(spec.sample_rate)
     resampled += info.sample_rate != spec.sample_rate
@@ -137,8 +137,9 @@ def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cac
       raise DataError(f"{layout_dir}: split {split!r} of {spec.name} has no usable audio files"
                       + "".join(f"; {p}: {why}" for p, why in index.skipped[:3]))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for stale in cache_dir.glob(f"{split}-{method}-*"):
-      stale.unlink()
+    for stale in cache_dir.glob(f"{split}-{method}-*"):  # older versions; never another process's partial file
+      if key not in stale.name and not stale.name.endswith(".partial"):
+        stale.unlink(missing_ok=True)
     _write_tokens(spec, index, method, path)
     report = {"skipped": [list(s) for s in index.skipped], "resampled": index.resampled,
               "downmixed": index.downmixed, "cut": index.cut}
