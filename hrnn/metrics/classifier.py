@@ -80,8 +80,8 @@ class ClassifierConfig:
 CLASSIFIER_SIZES = {
     # SaShiMi's classifier: ResNeXt-29 8x64d, widen 4, 1024-d features (34M parameters).
     "sashimi": ClassifierConfig(),
-    # CPU-sized: one bottleneck per stage, 256-d features (~0.3M parameters).
-    "cpu": ClassifierConfig(cardinality=4, depth=11, base_width=16, widen_factor=1),
+    # CPU-sized: one bottleneck per stage, an eighth of the widths, 128-d features (42k parameters).
+    "cpu": ClassifierConfig(cardinality=4, depth=11, base_width=4, widen_factor=0.5, stem_width=16),
     # For tests only: 64-d features.
     "tiny": ClassifierConfig(cardinality=2, depth=11, base_width=4, widen_factor=0.25, stem_width=8),
 }

@@ -8,7 +8,8 @@ resamples other rates), padded with zeros or cut to 16,000 samples, then `log_me
   cut        longer than 16,000 samples (the tail dropped)
   silent     peak |x| below SILENCE_PEAK (-60 dBFS); scored like any clip, as SaShiMi did (its log-mel is all 0 dB)
 
-A file that cannot be decoded, or holds NaN/inf, raises `ClipError` naming it.
+A corrupt, truncated or empty file raises hrnn.data's AudioError, and one holding NaN/inf raises `ClipError`,
+each naming the file.
 """
 
 from __future__ import annotations
@@ -40,10 +41,6 @@ class ClipReport:
   cut: int = 0
   silent: int = 0
 
-  def summary(self) -> str:
-    return (f"{self.files} files: {self.resampled} resampled to {SAMPLE_RATE} Hz, {self.padded} padded and "
-            f"{self.cut} cut to {CLIP_LENGTH} samples, {self.silent} silent (peak < {SILENCE_PEAK:g})")
-
 
 def sample_files(samples_dir: str | Path) -> list[Path]:
   """Audio files directly inside `samples_dir`, in natural order (sample_2 before sample_10)."""
@@ -64,25 +61,21 @@ def read_clips(paths, desc: str = "reading clips") -> tuple[np.ndarray, ClipRepo
   Returns:
     (float32 [N, 16000] waveforms, ClipReport counting what was fixed).
   """
-  import soundfile
-
   from hrnn.data import read_audio
+  from hrnn.data.audio import probe
 
   paths = [Path(p) for p in paths]
   waves = np.zeros((len(paths), CLIP_LENGTH), np.float32)
   report = ClipReport(files=len(paths))
   for i, path in enumerate(tqdm(paths, desc=desc, unit="clip", leave=False, disable=len(paths) < 100)):
-    try:
-      rate = soundfile.info(str(path)).samplerate
-      x = np.asarray(read_audio(path, sample_rate=SAMPLE_RATE), np.float32)
-    except (RuntimeError, OSError, ValueError) as e:  # soundfile.LibsndfileError is a RuntimeError
-      raise ClipError(f"cannot read audio file {path}: {e}") from e
+    rate = probe(path).sample_rate
+    x = read_audio(path, sample_rate=SAMPLE_RATE)
     if not np.isfinite(x).all():
       raise ClipError(f"audio file {path} contains NaN or infinite values; regenerate it")
-    report.resampled += rate != SAMPLE_RATE
-    report.padded += len(x) < CLIP_LENGTH
-    report.cut += len(x) > CLIP_LENGTH
-    report.silent += len(x) == 0 or np.abs(x).max() < SILENCE_PEAK
+    report.resampled += int(rate != SAMPLE_RATE)
+    report.padded += int(len(x) < CLIP_LENGTH)
+    report.cut += int(len(x) > CLIP_LENGTH)
+    report.silent += int(np.abs(x).max() < SILENCE_PEAK)
     waves[i] = fix_length(x)
   return waves, report
 

@@ -59,24 +59,48 @@ def train_classifier(dataset: str = "sc09-espeak", size: str | ClassifierConfig 
     (trained model in eval mode, info dict with dataset, size, accuracies, clip counts and seconds).
   """
   cfg = size if isinstance(size, ClassifierConfig) else classifier_config(size or default_size())
-  device = device or ("cuda" if torch.cuda.is_available() else "cpu")
   start = time.time()
   x_train, y_train, _ = split_features(dataset, "train", root)
   x_valid, y_valid, _ = split_features(dataset, "valid", root)
   x_test, y_test, _ = split_features(dataset, "test", root)
-
   torch.manual_seed(settings.seed)
-  model = ResNeXt(cfg).to(device)
-  steps_per_epoch = -(-len(x_train) // settings.batch_size)
+  model = ResNeXt(cfg)
+  train_accuracy, valid_accuracy = fit(model, (x_train, y_train), (x_valid, y_valid), settings, device, progress)
+  info = {"dataset": dataset, "config": dataclasses.asdict(cfg), "settings": dataclasses.asdict(settings),
+          "train_clips": len(x_train), "valid_clips": len(x_valid), "test_clips": len(x_test),
+          "train_accuracy": train_accuracy, "valid_accuracy": valid_accuracy,
+          "test_accuracy": accuracy(model, x_test, y_test), "seconds": time.time() - start}
+  if out is not None:
+    save_classifier(out, model, info)
+  return model, info
+
+
+def fit(model: ResNeXt, train, valid, settings: TrainSettings = TrainSettings(), device: str | None = None,
+        progress: bool = True) -> tuple[float, float]:
+  """Trains `model` in place on log-mel features and leaves it in eval mode.
+
+  Args:
+    model: the classifier (moved to `device`).
+    train, valid: (float [N, 32, 32] features, int [N] labels) pairs.
+    settings: optimisation settings.
+    device: torch device; None = "cuda" when available, else "cpu".
+    progress: per-batch progress bar and a line per epoch.
+
+  Returns:
+    (train accuracy of the last epoch (augmented, in train mode), final valid accuracy).
+  """
+  device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+  model.to(device)
+  inputs, labels = torch.as_tensor(train[0]), torch.as_tensor(train[1])
+  steps_per_epoch = -(-len(inputs) // settings.batch_size)
   optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
   schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate,
                                                  total_steps=settings.epochs * steps_per_epoch)
-  inputs, labels = torch.as_tensor(x_train), torch.as_tensor(y_train)
   train_accuracy = valid_accuracy = 0.0
   for epoch in range(settings.epochs):
     rng = np.random.default_rng((settings.seed, epoch))
-    order = torch.as_tensor(rng.permutation(len(x_train)))
-    shifts = torch.as_tensor(rng.integers(-settings.max_shift, settings.max_shift + 1, len(x_train)))
+    order = torch.as_tensor(rng.permutation(len(inputs)))
+    shifts = torch.as_tensor(rng.integers(-settings.max_shift, settings.max_shift + 1, len(inputs)))
     model.train()
     correct = seen = 0
     loss_sum = 0.0
@@ -97,19 +121,12 @@ def train_classifier(dataset: str = "sc09-espeak", size: str | ClassifierConfig 
       seen += len(y)
       bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%")
     train_accuracy = correct / seen
-    valid_accuracy = accuracy(model, x_valid, y_valid)
+    valid_accuracy = accuracy(model, *valid)
     if progress:
       tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / seen:.4f}, train accuracy "
                  f"{100 * train_accuracy:.2f}%, valid accuracy {100 * valid_accuracy:.2f}%")
-
-  info = {"dataset": dataset, "config": dataclasses.asdict(cfg), "settings": dataclasses.asdict(settings),
-          "train_clips": len(x_train), "valid_clips": len(x_valid), "test_clips": len(x_test),
-          "train_accuracy": train_accuracy, "valid_accuracy": valid_accuracy,
-          "test_accuracy": accuracy(model, x_test, y_test), "seconds": time.time() - start}
   model.eval()
-  if out is not None:
-    save_classifier(out, model, info)
-  return model, info
+  return train_accuracy, valid_accuracy
 
 
 def time_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

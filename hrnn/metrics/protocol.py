@@ -1,0 +1,163 @@
+"""`score()`: SaShiMi's SC09 sample-quality protocol on a folder of generated clips (reference.md section 4).
+
+  1. optionally keep the 40%..95% likelihood band of the samples (`likelihood_band`);
+  2. every clip -> log-mel [32, 32] -> classifier -> penultimate features f and class probabilities p;
+  3. rows, each scored against the reference dataset's train split:
+       samples  the generated clips
+       train    the train split itself (FID 0 by construction)       } the real-data reference rows,
+       test     the test split                                       } computed here for the chosen dataset
+     with FID(f_train, f), IS(p), mIS(p), AM(p_train, p) from `hrnn.metrics.scores`, plus torch-fidelity's FID
+     and ISC of the same classifier (`hrnn.metrics.fidelity`).
+
+The estimator behind every number is named in ESTIMATORS (and in the result's "estimators").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrnn.metrics.classifier import (CLASSIFIER_SIZES, ClassifierError, ResNeXt, classifier_outputs, default_size,
+                                     load_classifier, save_classifier)
+from hrnn.metrics.clips import ClipError, clip_features, sample_files, split_features
+from hrnn.metrics.scores import (LIKELIHOOD_BAND, am_score, frechet_distance, inception_score, likelihood_band,
+                                 modified_inception_score)
+
+MIN_SAMPLES = 10  # torch-fidelity's ISC splits the set in 10
+
+ESTIMATORS = {
+    "fid": "FID (hrnn, numpy; SaShiMi's protocol): Frechet distance between the classifier's penultimate features "
+           "of the set and of the reference train split",
+    "is": "IS (SaShiMi's variant): exp(mean KL(p_i || mean p of the other half)), one 50/50 split of a seed-0 "
+          "shuffle; the IS that published SC09 tables report",
+    "mis": "mIS: exp(mean KL(p_a || p_b)) over 10,000 random pairs (seed 0)",
+    "am": "AM: KL(mean p_train || mean p_set) + mean entropy of p_set; lower is better",
+    "fid_torch_fidelity": "FID (torch-fidelity frechet_inception_distance, same classifier features); equals fid "
+                          "up to rounding",
+    "isc_torch_fidelity": "ISC (torch-fidelity inception_score_mean: 10 splits of a seed-2020 shuffle, on "
+                          "logits); a different estimator from IS: do not compare it with published IS",
+    "isc_torch_fidelity_std": "ISC's standard deviation over torch-fidelity's 10 splits",
+}
+ROWS = ("train", "test", "samples")
+
+
+def default_classifier_path(dataset: str, size: str, root=None) -> Path:
+  """Where `hrnn metrics train-classifier` saves by default: DATA_ROOT/classifiers/{dataset}-{size}.pt."""
+  from hrnn.data.specs import default_root
+
+  return Path(root or default_root()) / "classifiers" / f"{dataset}-{size}.pt"
+
+
+def resolve_classifier(classifier, dataset: str, root=None) -> tuple[ResNeXt, dict]:
+  """A classifier from a model, a file, or (None) the default file of `dataset` (GPU size first, then others)."""
+  if isinstance(classifier, ResNeXt):
+    return classifier.eval(), {"source": "in-memory classifier"}
+  if classifier is not None:
+    return load_classifier(classifier)
+  sizes = [default_size(), *(s for s in CLASSIFIER_SIZES if s not in (default_size(), "tiny"))]
+  candidates = [default_classifier_path(dataset, size, root) for size in sizes]
+  for path in candidates:
+    if path.is_file():
+      return load_classifier(path)
+  raise ClassifierError(f"no classifier for {dataset} (looked for {', '.join(map(str, candidates))}); train one "
+                        f"with `hrnn metrics train-classifier --dataset {dataset}` or pass --classifier PATH "
+                        "(e.g. SaShiMi's resnext.pth)")
+
+
+def select_samples(files: Sequence[Path], likelihoods, band=LIKELIHOOD_BAND) -> list[Path]:
+  """The files in the likelihood band, in increasing likelihood order.
+
+  Args:
+    files: the sample files (natural order).
+    likelihoods: a mapping file name -> log-likelihood covering every file, or a sequence aligned with `files`.
+    band: the kept fraction band (lo, hi) of the likelihood ranking.
+  """
+  if isinstance(likelihoods, Mapping):
+    missing = [f.name for f in files if f.name not in likelihoods]
+    if missing:
+      raise ClipError(f"likelihoods missing for {len(missing)} sample files (e.g. {missing[0]}); give one "
+                      "log-likelihood per file name")
+    values = [likelihoods[f.name] for f in files]
+  else:
+    values = list(likelihoods)
+    if len(values) != len(files):
+      raise ClipError(f"{len(values)} likelihoods for {len(files)} sample files; give one per file, in natural "
+                      "file-name order")
+  return [files[i] for i in likelihood_band(np.asarray(values, np.float64), band)]
+
+
+def set_scores(features_train, probs_train, features, probs) -> dict:
+  """The kit's own scores of one set against the train split (see ESTIMATORS)."""
+  return {"fid": frechet_distance(features_train, features), "is": inception_score(probs),
+          "mis": modified_inception_score(probs), "am": am_score(probs_train, probs)}
+
+
+def score(samples_dir=None, reference: str = "sc09-espeak", *, classifier=None, root=None, likelihoods=None,
+          band=LIKELIHOOD_BAND, reference_rows: bool = True, torch_fidelity: bool = True, batch_size: int = 256,
+          device: str | None = None) -> dict:
+  """Scores a folder of generated one-second clips with SaShiMi's SC09 protocol.
+
+  Args:
+    samples_dir: folder of audio files (16 kHz WAV expected; other rates, lengths and silence are handled and
+      counted, see hrnn.metrics.clips); None scores only the reference rows.
+    reference: SC09-layout dataset whose train split is the FID reference (and whose train/test rows are
+      computed), prepared under `root`: "sc09-espeak" or "sc09".
+    classifier: a ResNeXt, a classifier file (hrnn's or SaShiMi's resnext.pth), or None for the default file
+      of `reference` (`default_classifier_path`).
+    root: data root (None = hrnn.data's default).
+    likelihoods: None (score every file), or per-file log-likelihoods (mapping file name -> value, or a sequence
+      in natural file order) to keep only the `band` of the likelihood ranking, as SaShiMi did.
+    band: (lo, hi) fractions of the likelihood ranking kept; SaShiMi: (0.40, 0.95).
+    reference_rows: also score the train and test splits (the real-data reference rows).
+    torch_fidelity: also compute torch-fidelity's FID and ISC with the same classifier.
+    batch_size: clips per classifier forward pass.
+    device: torch device; None = "cuda" when available, else "cpu".
+
+  Returns:
+    {"reference", "classifier" (its info), "samples_dir", "sample_files", "scored", "likelihood_band",
+     "clips" (per set: counts of resampled / padded / cut / silent clips), "rows" (set -> metric -> value, sets
+     in ROWS order), "estimators" (metric -> what it is)}.
+  """
+  device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+  model, info = resolve_classifier(classifier, reference, root)
+  model = model.to(device)
+  files = kept = []
+  if samples_dir is not None:
+    files = sample_files(samples_dir)
+    kept = files if likelihoods is None else select_samples(files, likelihoods, band)
+    if len(kept) < MIN_SAMPLES:
+      raise ClipError(f"only {len(kept)} samples to score in {samples_dir}; need at least {MIN_SAMPLES}")
+  elif not reference_rows:
+    raise ClipError("nothing to score: give a samples folder or ask for the reference rows")
+
+  inputs, reports = {}, {}
+  inputs["train"], _, reports["train"] = split_features(reference, "train", root)
+  if reference_rows:
+    inputs["test"], _, reports["test"] = split_features(reference, "test", root)
+  if kept:
+    inputs["samples"], reports["samples"] = clip_features(kept, desc="samples")
+  outputs = {name: classifier_outputs(model, x, batch_size, device) for name, x in inputs.items()}
+  scored = [name for name in ROWS if name in inputs and (reference_rows or name == "samples")]
+  rows = {name: set_scores(*outputs["train"], *outputs[name]) for name in scored}
+
+  if torch_fidelity:
+    from hrnn.metrics.fidelity import fidelity_scores
+
+    with tempfile.TemporaryDirectory(prefix="hrnn-fidelity-") as tmp:
+      path = save_classifier(Path(tmp) / "classifier.pt", model)
+      for name in scored:  # "train" as the cache name of input2 shares its features across the rows
+        tf = fidelity_scores(path, inputs[name], inputs["train"], generated_name=name, reference_name="train",
+                             cache_root=tmp, batch_size=batch_size, cuda=str(device).startswith("cuda"))
+        rows[name].update(fid_torch_fidelity=tf["fid"], isc_torch_fidelity=tf["isc"],
+                          isc_torch_fidelity_std=tf["isc_std"])
+
+  return {"reference": reference, "classifier": info,
+          "samples_dir": None if samples_dir is None else str(samples_dir), "sample_files": len(files),
+          "scored": len(kept), "likelihood_band": None if likelihoods is None else list(band),
+          "clips": {name: dataclasses.asdict(r) for name, r in reports.items()}, "rows": rows,
+          "estimators": ESTIMATORS}

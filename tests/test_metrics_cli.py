@@ -1,0 +1,80 @@
+"""`hrnn metrics train-classifier` and `hrnn metrics score` on the tiny embedded sc09-espeak."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from hrnn.cli import main
+from hrnn.cli.metrics import format_result
+from hrnn.data import load_split, prepare
+from hrnn.metrics import ESTIMATORS, default_classifier_path
+from hrnn.paper import table
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+  root = tmp_path_factory.mktemp("data")
+  prepare("sc09-espeak", size="tiny", root=root)
+  return root
+
+
+def _run(capsys, *argv):
+  code = main(list(argv))
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def test_train_then_score_with_json(root, tmp_path, capsys):
+  code, out, _ = _run(capsys, "metrics", "train-classifier", "--dataset", "sc09-espeak", "--size", "tiny",
+                      "--epochs", "1", "--root", str(root), "--json")
+  info = json.loads(out)
+  assert code == 0 and info["size"] == "tiny" and 0.0 <= info["test_accuracy"] <= 1.0
+  assert info["classifier"] == str(default_classifier_path("sc09-espeak", "tiny", root))
+  samples = tmp_path / "samples"
+  samples.mkdir()
+  for i, path in enumerate(load_split("sc09-espeak", "test", root=root)["path"]):
+    shutil.copy(path, samples / f"{i}.wav")
+  code, out, _ = _run(capsys, "metrics", "score", "--samples", str(samples), "--reference", "sc09-espeak",
+                      "--classifier", info["classifier"], "--root", str(root), "--no-torch-fidelity", "--json")
+  result = json.loads(out)
+  assert code == 0 and list(result["rows"]) == ["train", "test", "samples"]
+  # The samples are the test split itself, so both rows agree exactly.
+  assert result["rows"]["samples"] == result["rows"]["test"]
+
+
+def test_text_report_labels_every_estimator(root, capsys):
+  code, out, _ = _run(capsys, "metrics", "train-classifier", "--dataset", "sc09-espeak", "--size", "tiny",
+                      "--epochs", "1", "--root", str(root), "--out", str(root / "c.pt"))
+  assert code == 0 and "test  accuracy" in out and (root / "c.pt").is_file()
+  code, out, _ = _run(capsys, "metrics", "score", "--reference", "sc09-espeak", "--classifier", str(root / "c.pt"),
+                      "--root", str(root))
+  assert code == 0 and "none (reference rows only)" in out
+  for key in ("fid", "is", "mis", "am", "fid_torch_fidelity", "isc_torch_fidelity"):
+    assert ESTIMATORS[key] in out
+  assert "published by SaShiMi" not in out  # published rows are for real SC09 only
+
+
+def test_published_reference_rows_shown_beside_computed_ones_for_sc09():
+  rows = {name: {"fid": 0.1, "is": 2.0, "mis": 3.0, "am": 0.5} for name in ("train", "test")}
+  result = {"reference": "sc09", "classifier": {"source": "x"}, "samples_dir": None, "sample_files": 0,
+            "scored": 0, "likelihood_band": None, "clips": {}, "rows": rows, "estimators": ESTIMATORS}
+  text = "\n".join(format_result(result))
+  published = table("sc09_reference")
+  for row in published.rows:
+    line = next(line for line in text.splitlines() if line.startswith(row.label + "*"))
+    assert line.split()[1:] == [f"{row.values[0]:.3f}", f"{row.values[1]:.3f}", f"{row.values[2]:.2f}",
+                                f"{row.values[3]:.3f}"]
+
+
+def test_errors_are_one_line_with_status_2(root, tmp_path, capsys):
+  code, _, err = _run(capsys, "metrics", "score", "--samples", str(tmp_path / "missing"), "--root", str(root),
+                      "--classifier", str(tmp_path / "none.pt"))
+  assert code == 2 and err.count("\n") == 1 and "none.pt" in err
+  (tmp_path / "l.json").write_text("{not json")
+  code, _, err = _run(capsys, "metrics", "score", "--samples", str(tmp_path), "--likelihoods",
+                      str(tmp_path / "l.json"), "--root", str(root))
+  assert code == 2 and "l.json" in err
