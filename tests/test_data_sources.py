@@ -147,3 +147,15 @@ def test_default_root(monkeypatch, tmp_path):
   assert default_root() == tmp_path / "d"
   monkeypatch.delenv("HRNN_DATA")
   assert str(default_root()).endswith(".cache/hrnn/data")
+
+
+def test_leftovers_of_interrupted_runs_are_removed(monkeypatch, tmp_path, archives):
+  import subprocess
+  dead = subprocess.Popen(["true"])
+  dead.wait()  # a process id that no longer runs
+  leftover = tmp_path / "sc09" / f".unpacking-{dead.pid}"
+  leftover.mkdir(parents=True)
+  (leftover / "half.wav").write_bytes(b"x")
+  use(monkeypatch, FakeHub(archives))
+  prepare("sc09", root=tmp_path)
+  assert not leftover.exists() and not list((tmp_path / "sc09").glob(".unpacking*"))

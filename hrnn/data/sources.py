@@ -92,8 +92,23 @@ def _marker_matches(marker: dict | None, **want) -> bool:
   return marker is not None and all(marker.get(k) == v for k, v in want.items())
 
 
+def _running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, owned by someone else
+    return True
+  return True
+
+
 def _scratch(path: Path) -> Path:
-  """An empty work folder `path` (suffixed with the process id, so concurrent runs never share one)."""
+  """An empty work folder `path` suffixed with the process id, so concurrent runs never share one. Leftovers of
+  interrupted runs (same name, process gone) are removed."""
+  for old in path.parent.glob(f"{path.name}-*"):
+    pid = old.name.rsplit("-", 1)[1]
+    if pid.isdigit() and not _running(int(pid)):
+      shutil.rmtree(old, ignore_errors=True)
   path = path.with_name(f"{path.name}-{os.getpid()}")
   shutil.rmtree(path, ignore_errors=True)
   path.mkdir(parents=True)
