@@ -84,6 +84,12 @@ def test_assign_pieces_is_a_seeded_partition():
   assert sorted(flat) == list(range(30)) and all(splits[s] for s in SPLITS)
   with pytest.raises(DataError, match="too few"):
     assign_pieces([100.0, 100.0], 8, np.random.default_rng(0))
+  # 3,500 clips in all: valid and test need 211 each; a 4,000 s piece (1,000 clips) would be mostly left out
+  mixed = [4000.0] * 3 + [40.0] * 50
+  for seed in range(5):
+    held = assign_pieces(mixed, 4, np.random.default_rng(seed))
+    assert all(i >= 3 for s in ("valid", "test") for i in held[s])
+  assert assign_pieces([4000.0] * 3, 8, np.random.default_rng(0))["test"]  # no small piece: a big one it is
 
 
 def test_catalogue_puts_beethoven_first_without_duplicates():

@@ -225,14 +225,21 @@ def feasible_total(available: dict[str, int]) -> int:
 
 def assign_pieces(seconds: list[float], clip_seconds: float, rng: np.random.Generator) -> dict[str, list[int]]:
   """Seeded piece -> split assignment: test, then valid, take shuffled pieces until each holds the clips its
-  ratio share needs (plus one); train keeps the rest."""
+  ratio share needs (plus one), passing over pieces that alone would give more than twice that while others
+  remain (they would be mostly left out); train keeps the rest."""
   total_clips = int(sum(seconds) / clip_seconds)
   _, valid, test = split_counts(total_clips)
   order = [int(i) for i in rng.permutation(len(seconds))]
   splits: dict[str, list[int]] = {"test": [], "valid": [], "train": []}
   for split, need in (("test", test + 1), ("valid", valid + 1)):
-    while order and _clips([seconds[i] for i in splits[split]], clip_seconds) < need:
-      splits[split].append(order.pop(0))
+    for only_fitting in (True, False):
+      for i in list(order):
+        if _clips([seconds[j] for j in splits[split]], clip_seconds) >= need:
+          break
+        if only_fitting and _clips([seconds[i]], clip_seconds) > 2 * need:
+          continue
+        splits[split].append(i)
+        order.remove(i)
   splits["train"] = order
   if not all(splits.values()):
     raise DataError(f"{len(seconds)} pieces are too few to give train, valid and test a piece each; "
