@@ -9,49 +9,55 @@ import torch
 from hrnn.cli import main
 from hrnn.cli.metrics import format_result
 from hrnn.data import load_split, prepare
-from hrnn.metrics import ESTIMATORS, default_classifier_path
+from hrnn.metrics import ESTIMATORS, default_classifier_path, load_classifier
 from hrnn.paper import table
 
 torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def trained(tmp_path_factory):
+  """A prepared tiny sc09-espeak and a classifier trained on it for one epoch by the CLI (default path)."""
   root = tmp_path_factory.mktemp("data")
   prepare("sc09-espeak", size="tiny", root=root)
-  return root
+  code = main(["metrics", "train-classifier", "--dataset", "sc09-espeak", "--size", "tiny", "--epochs", "1",
+               "--root", str(root), "--json"])
+  assert code == 0
+  return root, default_classifier_path("sc09-espeak", "tiny", root)
 
 
 def _run(capsys, *argv):
+  capsys.readouterr()
   code = main(list(argv))
   out, err = capsys.readouterr()
   return code, out, err
 
 
-def test_train_then_score_with_json(root, tmp_path, capsys):
+def test_train_classifier_reports_accuracies_and_saves(trained, capsys):
+  root, path = trained
+  _, info = load_classifier(path)
+  assert info["dataset"] == "sc09-espeak" and info["test_clips"] == 10
   code, out, _ = _run(capsys, "metrics", "train-classifier", "--dataset", "sc09-espeak", "--size", "tiny",
-                      "--epochs", "1", "--root", str(root), "--json")
-  info = json.loads(out)
-  assert code == 0 and info["size"] == "tiny" and 0.0 <= info["test_accuracy"] <= 1.0
-  assert info["classifier"] == str(default_classifier_path("sc09-espeak", "tiny", root))
-  samples = tmp_path / "samples"
-  samples.mkdir()
-  for i, path in enumerate(load_split("sc09-espeak", "test", root=root)["path"]):
-    shutil.copy(path, samples / f"{i}.wav")
-  code, out, _ = _run(capsys, "metrics", "score", "--samples", str(samples), "--reference", "sc09-espeak",
-                      "--classifier", info["classifier"], "--root", str(root), "--no-torch-fidelity", "--json")
+                      "--epochs", "1", "--root", str(root), "--out", str(root / "again.pt"))
+  assert code == 0 and (root / "again.pt").is_file()
+  assert f"test  accuracy {100 * info['test_accuracy']:6.2f}%  (10 clips)" in out  # same seed, same result
+
+
+def test_score_json_on_samples(trained, tmp_path, capsys):
+  root, path = trained
+  for i, wav in enumerate(load_split("sc09-espeak", "test", root=root)["path"]):
+    shutil.copy(wav, tmp_path / f"{i}.wav")
+  code, out, _ = _run(capsys, "metrics", "score", "--samples", str(tmp_path), "--reference", "sc09-espeak",
+                      "--classifier", str(path), "--root", str(root), "--no-torch-fidelity", "--json")
   result = json.loads(out)
   assert code == 0 and list(result["rows"]) == ["train", "test", "samples"]
   # The samples are the test split itself, so both rows agree exactly.
   assert result["rows"]["samples"] == result["rows"]["test"]
 
 
-def test_text_report_labels_every_estimator(root, capsys):
-  code, out, _ = _run(capsys, "metrics", "train-classifier", "--dataset", "sc09-espeak", "--size", "tiny",
-                      "--epochs", "1", "--root", str(root), "--out", str(root / "c.pt"))
-  assert code == 0 and "test  accuracy" in out and (root / "c.pt").is_file()
-  code, out, _ = _run(capsys, "metrics", "score", "--reference", "sc09-espeak", "--classifier", str(root / "c.pt"),
-                      "--root", str(root))
+def test_text_report_labels_every_estimator(trained, capsys):
+  root, _ = trained  # the default classifier path is found without --classifier
+  code, out, _ = _run(capsys, "metrics", "score", "--reference", "sc09-espeak", "--root", str(root))
   assert code == 0 and "none (reference rows only)" in out
   for key in ("fid", "is", "mis", "am", "fid_torch_fidelity", "isc_torch_fidelity"):
     assert ESTIMATORS[key] in out
@@ -70,7 +76,8 @@ def test_published_reference_rows_shown_beside_computed_ones_for_sc09():
                                 f"{row.values[3]:.3f}"]
 
 
-def test_errors_are_one_line_with_status_2(root, tmp_path, capsys):
+def test_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
+  root, _ = trained
   code, _, err = _run(capsys, "metrics", "score", "--samples", str(tmp_path / "missing"), "--root", str(root),
                       "--classifier", str(tmp_path / "none.pt"))
   assert code == 2 and err.count("\n") == 1 and "none.pt" in err

@@ -54,12 +54,13 @@ def default_classifier_path(dataset: str, size: str, root=None) -> Path:
 
 
 def resolve_classifier(classifier, dataset: str, root=None) -> tuple[ResNeXt, dict]:
-  """A classifier from a model, a file, or (None) the default file of `dataset` (GPU size first, then others)."""
+  """A classifier from a model, a file, or (None) the default file of `dataset`: default_size() first, then the
+  other CLASSIFIER_SIZES in order."""
   if isinstance(classifier, ResNeXt):
     return classifier.eval(), {"source": "in-memory classifier"}
   if classifier is not None:
     return load_classifier(classifier)
-  sizes = [default_size(), *(s for s in CLASSIFIER_SIZES if s not in (default_size(), "tiny"))]
+  sizes = [default_size(), *(s for s in CLASSIFIER_SIZES if s != default_size())]
   candidates = [default_classifier_path(dataset, size, root) for size in sizes]
   for path in candidates:
     if path.is_file():
