@@ -225,8 +225,8 @@ def feasible_total(available: dict[str, int]) -> int:
 
 def assign_pieces(seconds: list[float], clip_seconds: float, rng: np.random.Generator) -> dict[str, list[int]]:
   """Seeded piece -> split assignment: test, then valid, take shuffled pieces until each holds the clips its
-  ratio share needs (plus one), passing over pieces that alone would give more than twice that while others
-  remain (they would be mostly left out); train keeps the rest."""
+  ratio share needs (plus one). A first pass skips pieces that would overshoot that need by more than a quarter
+  (their surplus clips would be left out); a second pass takes any piece. Train keeps the rest."""
   total_clips = int(sum(seconds) / clip_seconds)
   _, valid, test = split_counts(total_clips)
   order = [int(i) for i in rng.permutation(len(seconds))]
@@ -234,9 +234,10 @@ def assign_pieces(seconds: list[float], clip_seconds: float, rng: np.random.Gene
   for split, need in (("test", test + 1), ("valid", valid + 1)):
     for only_fitting in (True, False):
       for i in list(order):
-        if _clips([seconds[j] for j in splits[split]], clip_seconds) >= need:
+        have = _clips([seconds[j] for j in splits[split]], clip_seconds)
+        if have >= need:
           break
-        if only_fitting and _clips([seconds[i]], clip_seconds) > 2 * need:
+        if only_fitting and have + _clips([seconds[i]], clip_seconds) - need > need // 4:
           continue
         splits[split].append(i)
         order.remove(i)
