@@ -1,5 +1,6 @@
 """`hrnn metrics train-classifier` and `hrnn metrics score` on the tiny embedded sc09-espeak."""
 
+import argparse
 import json
 import shutil
 
@@ -7,9 +8,10 @@ import pytest
 import torch
 
 from hrnn.cli import main
-from hrnn.cli.metrics import format_result
+from hrnn.cli.metrics import SIZES, add_arguments, format_result
 from hrnn.data import load_split, prepare
-from hrnn.metrics import ESTIMATORS, default_classifier_path, load_classifier
+from hrnn.metrics import (CLASSIFIER_SIZES, ESTIMATORS, LIKELIHOOD_BAND, TrainSettings, default_classifier_path,
+                          load_classifier)
 from hrnn.paper import table
 
 torch.set_num_threads(2)
@@ -62,6 +64,17 @@ def test_text_report_labels_every_estimator(trained, capsys):
   for key in ("fid", "is", "mis", "am", "fid_torch_fidelity", "isc_torch_fidelity"):
     assert ESTIMATORS[key] in out
   assert "published by SaShiMi" not in out  # published rows are for real SC09 only
+
+
+def test_cli_choices_and_defaults_match_the_library():
+  assert SIZES == tuple(CLASSIFIER_SIZES)
+  parser = argparse.ArgumentParser()
+  add_arguments(parser)
+  args = parser.parse_args(["train-classifier", "--dataset", "sc09-espeak"])
+  defaults = TrainSettings()
+  assert (args.epochs, args.batch_size, args.learning_rate, args.seed) == (
+      defaults.epochs, defaults.batch_size, defaults.learning_rate, defaults.seed)
+  assert tuple(parser.parse_args(["score"]).band) == LIKELIHOOD_BAND
 
 
 def test_published_reference_rows_shown_beside_computed_ones_for_sc09():

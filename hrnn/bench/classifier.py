@@ -14,13 +14,15 @@ TARGET_ACCURACY = 0.95
 
 
 def add_arguments(parser):
-  parser.add_argument("--size", default="cpu", choices=("sashimi", "cpu", "tiny"), help="classifier size")
+  from hrnn.cli.metrics import SIZES  # light: no torch
+
+  parser.add_argument("--size", default="cpu", choices=SIZES, help="classifier size")
   parser.add_argument("--data-size", default="full", choices=("tiny", "small", "full"),
                       help="sc09-espeak size to build and train on")
   parser.add_argument("--epochs", type=int, default=20)
   parser.add_argument("--batch-size", type=int, default=64)
-  parser.add_argument("--root", default=None, help="data root (default: $HRNN_DATA or ~/.cache/hrnn/data)")
-  parser.add_argument("--out", default=None, help="where to save the classifier (default: not saved)")
+  parser.add_argument("--root", default=None, help="data root; None = $HRNN_DATA or ~/.cache/hrnn/data")
+  parser.add_argument("--out", default=None, help="where to save the classifier; None = not saved")
   parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -34,8 +36,8 @@ def run(args):
   torch.set_num_threads(args.threads)
   prepare("sc09-espeak", size=args.data_size, root=args.root)
   settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size)
-  model, info = train_classifier("sc09-espeak", args.size, settings=settings, root=args.root, out=args.out,
-                                 progress=not args.json)
+  # Progress bars go to stderr, the JSON to stdout.
+  model, info = train_classifier("sc09-espeak", args.size, settings=settings, root=args.root, out=args.out)
   rows = score(None, "sc09-espeak", classifier=model, root=args.root)["rows"]
   result = {"benchmark": "classifier", "dataset": f"sc09-espeak ({args.data_size})", "size": args.size,
             "device": "cuda" if torch.cuda.is_available() else f"cpu ({args.threads} threads)",

@@ -21,15 +21,16 @@ def add_arguments(parser):
                          "(`hrnn data prepare` first) and report train/valid/test accuracy.")
   train.add_argument("--dataset", required=True, choices=DATASETS)
   train.add_argument("--size", choices=SIZES, default=None,
-                     help="classifier size (default: sashimi with a GPU, cpu otherwise)")
-  train.add_argument("--epochs", type=int, default=20)
-  train.add_argument("--batch-size", type=int, default=64)
+                     help="classifier size; None = sashimi with a GPU, cpu otherwise")
+  # Defaults: hrnn.metrics.TrainSettings (not imported here: it needs torch; a test keeps them equal).
+  train.add_argument("--epochs", type=int, default=20, help="passes over the train split")
+  train.add_argument("--batch-size", type=int, default=64, help="clips per step")
   train.add_argument("--learning-rate", type=float, default=3e-3, help="peak of the one-cycle schedule")
-  train.add_argument("--seed", type=int, default=0)
-  train.add_argument("--root", default=None, help="data root (default: $HRNN_DATA or ~/.cache/hrnn/data)")
+  train.add_argument("--seed", type=int, default=0, help="initialisation, shuffling and augmentation seed")
+  train.add_argument("--root", default=None, help="data root; None = $HRNN_DATA or ~/.cache/hrnn/data")
   train.add_argument("--out", default=None,
-                     help="classifier file to write (default: DATA_ROOT/classifiers/DATASET-SIZE.pt, where "
-                     "`hrnn metrics score` looks for it)")
+                     help="classifier file to write; None = DATA_ROOT/classifiers/DATASET-SIZE.pt, where "
+                     "`hrnn metrics score` looks for it")
   train.add_argument("--json", action="store_true", help="print the training summary as one JSON object")
 
   score = sub.add_parser("score", formatter_class=fmt,
@@ -37,12 +38,12 @@ def add_arguments(parser):
                          description="Score generated clips with SaShiMi's SC09 protocol against a dataset's "
                          "train split, beside the dataset's own train and test rows.")
   score.add_argument("--samples", default=None,
-                     help="folder of generated audio files (.wav); omit to score only the reference rows")
+                     help="folder of generated audio files (.wav); None = score only the reference rows")
   score.add_argument("--reference", default="sc09-espeak", choices=DATASETS,
                      help="dataset whose train split is the reference (prepared under --root)")
   score.add_argument("--classifier", default=None,
-                     help="classifier file: hrnn's or SaShiMi's resnext.pth (default: the file train-classifier "
-                     "writes for --reference)")
+                     help="classifier file, hrnn's or SaShiMi's resnext.pth; None = the file train-classifier "
+                     "writes for --reference")
   score.add_argument("--likelihoods", default=None,
                      help="JSON file: {file name: log-likelihood} or a list in natural file order; keeps only "
                      "the --band of the likelihood ranking, as SaShiMi did")
@@ -50,8 +51,8 @@ def add_arguments(parser):
                      help="fractions of the likelihood ranking kept (lowest likelihood first)")
   score.add_argument("--no-reference-rows", action="store_true", help="skip the train and test rows")
   score.add_argument("--no-torch-fidelity", action="store_true", help="skip torch-fidelity's FID and ISC")
-  score.add_argument("--root", default=None, help="data root (default: $HRNN_DATA or ~/.cache/hrnn/data)")
-  score.add_argument("--batch-size", type=int, default=256)
+  score.add_argument("--root", default=None, help="data root; None = $HRNN_DATA or ~/.cache/hrnn/data")
+  score.add_argument("--batch-size", type=int, default=256, help="clips per classifier forward pass")
   score.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 

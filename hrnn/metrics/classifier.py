@@ -25,6 +25,7 @@ import pickle
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -175,8 +176,6 @@ def classifier_outputs(model: ResNeXt, features, batch_size: int = 256, device: 
   Returns:
     (penultimate float64 [N, feature_dim], probabilities float64 [N, num_classes]) as numpy arrays.
   """
-  import numpy as np
-
   device = device or next(model.parameters()).device
   model = model.eval().to(device)
   features = torch.as_tensor(np.asarray(features, np.float32))

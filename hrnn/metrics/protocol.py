@@ -33,8 +33,8 @@ MIN_SAMPLES = 10  # torch-fidelity's ISC splits the set in 10
 ESTIMATORS = {
     "fid": "FID (hrnn, numpy; SaShiMi's protocol): Frechet distance between the classifier's penultimate features "
            "of the set and of the reference train split",
-    "is": "IS (SaShiMi's variant): exp(mean KL(p_i || mean p of the other half)), one 50/50 split of a seed-0 "
-          "shuffle; the IS that published SC09 tables report",
+    "is": "IS (SaShiMi's variant): exp(mean KL(p_i || mean p of the second half)) over the first half of a "
+          "seed-0 shuffle, one 50/50 split; the IS that published SC09 tables report",
     "mis": "mIS: exp(mean KL(p_a || p_b)) over 10,000 random pairs (seed 0)",
     "am": "AM: KL(mean p_train || mean p_set) + mean entropy of p_set; lower is better",
     "fid_torch_fidelity": "FID (torch-fidelity frechet_inception_distance, same classifier features); equals fid "
@@ -48,9 +48,9 @@ ROWS = ("train", "test", "samples")
 
 def default_classifier_path(dataset: str, size: str, root=None) -> Path:
   """Where `hrnn metrics train-classifier` saves by default: DATA_ROOT/classifiers/{dataset}-{size}.pt."""
-  from hrnn.data.specs import default_root
+  from hrnn.data import default_root
 
-  return Path(root or default_root()) / "classifiers" / f"{dataset}-{size}.pt"
+  return (Path(root).expanduser() if root is not None else default_root()) / "classifiers" / f"{dataset}-{size}.pt"
 
 
 def resolve_classifier(classifier, dataset: str, root=None) -> tuple[ResNeXt, dict]:
