@@ -18,7 +18,8 @@ def add_arguments(parser):
 
   parser.add_argument("--size", default="cpu", choices=SIZES, help="classifier size")
   parser.add_argument("--data-size", default="full", choices=("tiny", "small", "full"),
-                      help="sc09-espeak size to build and train on")
+                      help="sc09-espeak size to build and train on (hrnn.data.prepare rebuilds a copy of another "
+                      "size under --root)")
   parser.add_argument("--epochs", type=int, default=20)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--root", default=None, help="data root; None = $HRNN_DATA or ~/.cache/hrnn/data")
