@@ -46,13 +46,19 @@ class ResidualBlock(nnx.Module):
     """The residual branch given x and layer(LN(x)) (shared by the parallel and the step-wise forward)."""
     return self.dropout(self.out(mixed * jax.nn.gelu(self.gate(self.norm(x)))))
 
+  def _mix(self, y: jax.Array, seq_axis: str | None) -> jax.Array:
+    """layer(LN(x)); with remat "recurrence" the CG-LRU is recomputed in the backward pass, not stored."""
+    if self.kind == "mlp":
+      return self.layer(y)
+    if self.remat == "recurrence":
+      return nnx.remat(lambda layer, y: layer(y, seq_axis=seq_axis))(self.layer, y)
+    return self.layer(y, seq_axis=seq_axis)
+
   def _forward(self, x: jax.Array, seq_axis: str | None) -> jax.Array:
-    y = self.norm(x)
-    mixed = self.layer(y, seq_axis=seq_axis) if self.kind == "recurrent" else self.layer(y)
-    return x + self.branch(x, mixed)
+    return x + self.branch(x, self._mix(self.norm(x), seq_axis))
 
   def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
-    if self.remat:
+    if self.remat in ("block", "stack"):  # "stack": recomputed blocks inside a recomputed stack
       return nnx.remat(lambda block, x: block._forward(x, seq_axis))(self, x)
     return self._forward(x, seq_axis)
 
@@ -61,10 +67,16 @@ class TemporalStack(nnx.Module):
   """`n` temporal blocks: (recurrent, MLP) residual pairs applied in order."""
 
   def __init__(self, cfg: ModelConfig, n: int, num_blocks: int, *, rngs: nnx.Rngs):
+    self.remat = cfg.remat
     self.blocks = nnx.List([ResidualBlock(cfg, kind, num_blocks, rngs=rngs)
                             for _ in range(n) for kind in ("recurrent", "mlp")])
 
-  def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
+  def _forward(self, x: jax.Array, seq_axis: str | None) -> jax.Array:
     for block in self.blocks:
       x = block(x, seq_axis=seq_axis)
     return x
+
+  def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
+    if self.remat == "stack" and len(self.blocks):  # the backward pass stores only the stack's input
+      return nnx.remat(lambda stack, x: stack._forward(x, seq_axis))(self, x)
+    return self._forward(x, seq_axis)

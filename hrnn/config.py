@@ -15,6 +15,11 @@ from hrnn.errors import HrnnError
 
 Embedding = Literal["sinusoidal", "linear", "learned", "learned-dropout"]
 EMBEDDINGS: tuple[str, ...] = ("sinusoidal", "linear", "learned", "learned-dropout")
+# hrnn.scan.linear_recurrence backends (hrnn.scan documents each).
+SCAN_BACKENDS: tuple[str, ...] = ("linear", "associative", "chunked", "pallas")
+# What the backward pass recomputes instead of storing (hrnn.blocks): nothing; each CG-LRU (its complex gates,
+# coefficients and states); each residual block; each temporal stack, with its blocks recomputed inside.
+REMAT_POLICIES: tuple[str, ...] = ("none", "recurrence", "block", "stack")
 
 
 class ConfigError(HrnnError, ValueError):
@@ -45,7 +50,7 @@ class ModelConfig:
   max_phase: float = 0.1 * math.pi  # theta ~ U[0, max_phase]
   num_classes: int = 256  # 8-bit tokens
   scan_backend: str | None = None  # hrnn.scan.linear_recurrence backend; None = platform default
-  remat: bool = False  # rematerialise each residual block in the backward pass (saves memory on long inputs)
+  remat: str = "none"  # one of REMAT_POLICIES (True/False mean "block"/"none"): memory for compute on long inputs
 
   def __post_init__(self):
     def fail(field: str, why: str):
@@ -71,6 +76,12 @@ class ModelConfig:
       fail("pool_groups", f"must be a positive divisor of width={self.width}")
     if self.embedding not in EMBEDDINGS:
       fail("embedding", f"must be one of {EMBEDDINGS}")
+    if self.scan_backend is not None and self.scan_backend not in SCAN_BACKENDS:
+      fail("scan_backend", f"must be None (platform default) or one of {SCAN_BACKENDS}")
+    if isinstance(self.remat, bool):  # the on/off form of older configs and the --remat flag
+      object.__setattr__(self, "remat", "block" if self.remat else "none")
+    if self.remat not in REMAT_POLICIES:
+      fail("remat", f"must be one of {REMAT_POLICIES}")
     for field in ("dropout", "embedding_dropout"):
       if not 0.0 <= getattr(self, field) < 1.0:
         fail(field, "must be in [0, 1)")

@@ -1,24 +1,63 @@
 """The diagonal linear recurrence h_t = a_t * h_{t-1} + b_t, the one sequential operation of HarmonicRNN.
 
-Everything in the model that mixes information over time goes through `linear_recurrence`. Backends compute the
-same function; `seq_axis` makes it context-parallel (reference.md section 6):
+Everything in the model that mixes information over time goes through `linear_recurrence`. Its backends compute
+the same function (reference.md section 6):
 
-  each shard scans its piece from h = 0 and also returns A = prod_t a_t over the piece; shards all-gather
-  (A, h_last); shard i folds the summaries of shards j < i into its true initial state h0_i; its outputs become
-  h_t + cumprod(a)_t * h0_i.
+- `linear`: `lax.scan` over time, differentiated by JAX: the reference.
+- `associative`: `lax.associative_scan` with (a1, b1) o (a2, b2) = (a2 a1, a2 b1 + b2) (Blelloch), differentiated
+  by JAX. The default on GPU and TPU.
+- `chunked`: sequential inside chunks, all chunks at once, and a scan across the chunks' summaries (see
+  `chunked_scan`); with the custom VJP below. The default on CPU, where it runs as one chunk: one pass.
+- `pallas`: `hrnn.pallas`, a Pallas kernel (GPU/TPU; interpret mode on CPU) with the same custom VJP.
+
+Custom VJP of the kernel backends. JAX's cotangent of a complex z is dL/dRe z - i dL/dIm z, the conjugate of
+the usual gradient, so the backward pass of reference.md section 6 (the reverse recurrence with conj(a)) reads,
+on JAX cotangents g_t = dL/dh_t (total) and dh_t (direct):
+
+  g_t = dh_t + a_{t+1} g_{t+1},   g_{T-1} = dh_{T-1} + dh_last,   db_t = g_t,   da_t = g_t h_{t-1},
+  dh0 = a_0 g_0.
+
+It is the same recurrence run backwards in time, so one kernel serves both passes, and the residuals are a and h
+only (no per-step intermediates).
+
+Context parallelism (`seq_axis`, inside `shard_map` with time sharded): each shard computes its summary
+(prod a, last state from zero), the shards all-gather the summaries, each folds those of the shards before it
+into its true initial state and scans from it. The backward pass does the same in reverse order.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-BACKENDS = ("linear", "associative")
+from hrnn.config import SCAN_BACKENDS
+
+BACKENDS: tuple[str, ...] = SCAN_BACKENDS
+"""Names accepted by `linear_recurrence(backend=...)` (also `ModelConfig.scan_backend`)."""
+
+# Elements (batch x chunks x channels) one sequential step of the chunked kernel should cover, per platform. XLA
+# on CPU runs a sequential loop at about 10 ns per step plus 2-3 ns per element, and cutting time into chunks
+# makes every step's slices strided (3-6x slower per element here): one chunk is fastest for every shape measured
+# (on the 2-core development CPU). GPUs and TPUs need wide steps: chunks give each step nc times more parallel work.
+STEP_ELEMENTS = {"cpu": 1, "gpu": 1 << 16, "tpu": 1 << 16}
+
+# A kernel runs s_t = a_t s_{t-1} + b_t over t = 0..T-1, or with `reverse` s_t = a_t s_{t+1} + b_t over
+# t = T-1..0, from the carry s0:
+#   kernel(a, b, s0, *, reverse, keep_states) -> (states [B, T, C] or None, final carry [B, C]).
+Kernel = Callable[..., tuple[jax.Array | None, jax.Array]]
 
 
 def default_backend() -> str:
-  """Backend used when none is requested."""
-  return "associative"
+  """The backend used when none is requested: `chunked` on CPU, `associative` on GPU and TPU."""
+  return "chunked" if jax.default_backend() == "cpu" else "associative"
+
+
+# --------------------------------------------------------------------------- reference backends (JAX autodiff)
 
 
 def _combine(left, right):
@@ -36,42 +75,167 @@ def _scan_linear(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
     h = a_t * h + b_t
     return h, h
 
-  _, h = jax.lax.scan(step, h0, (jnp.moveaxis(a, 1, 0), jnp.moveaxis(b, 1, 0)))
+  _, h = lax.scan(step, h0, (jnp.moveaxis(a, 1, 0), jnp.moveaxis(b, 1, 0)))
   return jnp.moveaxis(h, 0, 1)
 
 
 def _scan_associative(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
   """Blelloch scan with lax.associative_scan; h0 is folded into the first input."""
   b = b.at[:, 0].add(a[:, 0] * h0)
-  _, h = jax.lax.associative_scan(_combine, (a, b), axis=1)
+  _, h = lax.associative_scan(_combine, (a, b), axis=1)
   return h
 
 
-_IMPLEMENTATIONS = {"linear": _scan_linear, "associative": _scan_associative}
+_AUTODIFF = {"linear": _scan_linear, "associative": _scan_associative}
 
 
-def _local_recurrence(a, b, h0, backend):
-  if a.shape != b.shape:
-    raise ValueError(f"linear_recurrence: a has shape {a.shape} but b has shape {b.shape}")
-  if a.ndim != 3:
-    raise ValueError(f"linear_recurrence: expected [batch, time, channels], got shape {a.shape}")
-  backend = backend or default_backend()
-  if backend not in _IMPLEMENTATIONS:
-    raise ValueError(f"linear_recurrence: unknown backend {backend!r}; choose from {tuple(_IMPLEMENTATIONS)}")
-  if h0 is None:
-    h0 = jnp.zeros((a.shape[0], a.shape[2]), b.dtype)
-  return _IMPLEMENTATIONS[backend](a, b, h0.astype(b.dtype))
+# --------------------------------------------------------------------------- the chunked kernel
 
 
-def _shard_initial_state(a_prod: jax.Array, h_last: jax.Array, h0: jax.Array | None, seq_axis: str) -> jax.Array:
-  """True initial state of this shard from the (prod a, last h) summaries of all shards (all-gathered)."""
-  a_all = jax.lax.all_gather(a_prod, seq_axis)  # [S, B, C]
-  h_all = jax.lax.all_gather(h_last, seq_axis)  # [S, B, C]
-  index = jax.lax.axis_index(seq_axis)
-  h = jnp.zeros_like(h_last) if h0 is None else h0.astype(h_last.dtype)
-  for j in range(a_all.shape[0]):  # S is small (devices along the sequence axis); unrolled
-    h = jnp.where(j < index, a_all[j] * h + h_all[j], h)
-  return h
+def chunk_layout(batch: int, length: int, channels: int) -> tuple[int, int]:
+  """(nc, L): the number of chunks and their length for the chunked kernel on this platform; nc * L >= length.
+
+  nc aims at `STEP_ELEMENTS[platform] / (batch * channels)` (at most sqrt(length)); a divisor of `length` near it
+  is preferred, which avoids padding the inputs.
+  """
+  target = STEP_ELEMENTS.get(jax.default_backend(), STEP_ELEMENTS["gpu"])
+  want = min(max(1, target // (batch * channels)), math.isqrt(length))
+  if want <= 1:
+    return 1, length
+  divisors = [d for d in range(max(1, want // 2), 2 * want + 1) if length % d == 0]
+  nc = min(divisors, key=lambda d: abs(d - want)) if divisors else want
+  return nc, -(-length // nc)
+
+
+def chunked_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False,
+                 keep_states: bool = True) -> tuple[jax.Array | None, jax.Array]:
+  """The chunked kernel (see `Kernel`): states [B, T, C] (None unless `keep_states`) and the final carry [B, C].
+
+  Time is cut into nc chunks of length L (`chunk_layout`) and worked on in place as [B, nc, L, C]:
+  (1) one sequential pass over L, all chunks at once, gives each chunk's summary (A = prod a, S = its final
+  state from zero); (2) a sequential scan over the nc summaries gives each chunk's initial state; (3) a second
+  pass over L writes the states. With one chunk (the CPU case) it is a single sequential pass.
+  """
+  batch, length, channels = a.shape
+  nc, chunk = chunk_layout(batch, length, channels)
+  pad = nc * chunk - length
+  if pad:  # a = 1, b = 0 leaves the state unchanged, in either direction: padding at the end is neutral
+    a = jnp.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1)
+    b = jnp.pad(b, ((0, 0), (0, pad), (0, 0)))
+  a = a.reshape(batch, nc, chunk, channels)
+  b = b.reshape(batch, nc, chunk, channels)
+  shape = (batch, nc, 1, channels)
+
+  def position(i):
+    return chunk - 1 - i if reverse else i
+
+  def load(x, l):  # [B, nc, 1, C]: position l of every chunk
+    return lax.dynamic_slice(x, (0, 0, l, 0), shape)
+
+  def advance(i, s):
+    l = position(i)
+    return load(a, l) * s + load(b, l)
+
+  if nc > 1:
+    def summarise(i, carry):
+      decay, s = carry
+      return decay * load(a, position(i)), advance(i, s)
+
+    ones = jnp.ones_like(load(a, 0))  # like a: keeps its varying mesh axes inside shard_map
+    decay, state = lax.fori_loop(0, chunk, summarise, (ones, jnp.zeros_like(ones)))
+
+    def across(s, summary):  # chunk c maps its initial state s to decay_c s + state_c
+      decay_c, state_c = summary
+      return decay_c * s + state_c, s
+
+    final, starts = lax.scan(across, s0, (jnp.moveaxis(decay[:, :, 0], 1, 0), jnp.moveaxis(state[:, :, 0], 1, 0)),
+                             reverse=reverse)
+    starts = jnp.moveaxis(starts, 0, 1)[:, :, None]
+    if not keep_states:
+      return None, final
+  else:
+    starts = s0[:, None, None]
+    if not keep_states:
+      return None, lax.fori_loop(0, chunk, advance, starts)[:, 0, 0]
+
+  def emit(i, carry):
+    s, out = carry
+    s = advance(i, s)
+    return s, lax.dynamic_update_slice(out, s, (0, 0, position(i), 0))
+
+  s, states = lax.fori_loop(0, chunk, emit, (starts, jnp.zeros_like(b)))
+  states = states.reshape(batch, nc * chunk, channels)[:, :length]
+  return states, (final if nc > 1 else s[:, 0, 0])
+
+
+def _kernel(backend: str) -> Kernel:
+  if backend == "chunked":
+    return chunked_scan
+  from hrnn import pallas  # lazy: imports jax.experimental.pallas
+  return pallas.scan
+
+
+# --------------------------------------------------------------------------- context parallelism
+
+
+def _carry_in(decay: jax.Array, state: jax.Array, seq_axis: str, reverse: bool) -> jax.Array:
+  """The carry entering this shard from the shards before it (after it when `reverse`).
+
+  decay: [B, C] the product of a over this shard; state: [B, C] its final carry from zero (all-gathered).
+  Shard j maps an incoming carry s to decay_j s + state_j; this folds the shards upstream of this one.
+  """
+  decays = lax.all_gather(decay, seq_axis)  # [S, B, C]
+  states = lax.all_gather(state, seq_axis)
+  index = lax.axis_index(seq_axis)
+  carry = jnp.zeros_like(state)
+  shards = range(decays.shape[0] - 1, -1, -1) if reverse else range(decays.shape[0])
+  for j in shards:  # S (devices along the sequence axis) is small: unrolled
+    upstream = j > index if reverse else j < index
+    carry = jnp.where(upstream, decays[j] * carry + states[j], carry)
+  return carry
+
+
+# --------------------------------------------------------------------------- custom VJP of the kernel backends
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _kernel_recurrence(a, b, h0, backend, seq_axis):
+  return _kernel_forward(a, b, h0, backend, seq_axis)[0]
+
+
+def _kernel_forward(a, b, h0, backend, seq_axis):
+  kernel = _kernel(backend)
+  h_start = h0
+  if seq_axis is not None:
+    _, local = kernel(a, b, jnp.zeros_like(h0), keep_states=False)
+    h_start = h0 + _carry_in(jnp.prod(a, axis=1), local, seq_axis, reverse=False)
+  h, h_last = kernel(a, b, h_start)
+  return (h, h_last), (a, h, h_start)
+
+
+def _kernel_backward(backend, seq_axis, residuals, cotangents):
+  a, h, h_start = residuals
+  dh, dh_last = cotangents
+  kernel = _kernel(backend)
+  # g_t = dh_t + a_{t+1} g_{t+1}: the recurrence on dh in reverse time with a shifted by one step. The carry
+  # entering at the end, a_T g_T, is dh_last (plus, sharded, what the later shards send back).
+  a_next = jnp.concatenate([a[:, 1:], jnp.ones_like(a[:, :1])], axis=1)
+  carry = dh_last
+  if seq_axis is not None:
+    _, local = kernel(a_next, dh, dh_last, reverse=True, keep_states=False)
+    carry = dh_last + _carry_in(jnp.prod(a, axis=1), a[:, 0] * local, seq_axis, reverse=True)
+  g, _ = kernel(a_next, dh, carry, reverse=True)
+  h_prev = jnp.concatenate([h_start[:, None], h[:, :-1]], axis=1)
+  # Sharded, h0 is zero here (linear_recurrence folds a real h0 into b) and h_start depends on the other shards,
+  # whose gradients the reverse carry above already delivered: nothing flows to h0.
+  dh0 = a[:, 0] * g[:, 0] if seq_axis is None else jnp.zeros_like(h_start)
+  return g * h_prev, g, dh0
+
+
+_kernel_recurrence.defvjp(_kernel_forward, _kernel_backward)
+
+
+# --------------------------------------------------------------------------- public entry point
 
 
 def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *, backend: str | None = None,
@@ -80,7 +244,7 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *
 
   Args:
     a: [batch, time, channels] decay (complex64 or float32).
-    b: [batch, time, channels] input, same shape and dtype as `a`.
+    b: [batch, time, channels] input, same shape as `a` (both are cast to their common dtype).
     h0: optional [batch, channels] initial state.
     backend: one of `BACKENDS`, or None for `default_backend()`.
     seq_axis: name of a mesh axis the time dimension is sharded over (inside `shard_map`); None when unsharded.
@@ -90,11 +254,31 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *
     (h, h_last): all states [batch, time, channels] and the final state [batch, channels] (of the local shard
     when `seq_axis` is set).
   """
-  if seq_axis is None:
-    h = _local_recurrence(a, b, h0, backend)
+  if a.shape != b.shape:
+    raise ValueError(f"linear_recurrence: a has shape {a.shape} but b has shape {b.shape}")
+  if a.ndim != 3 or a.shape[1] == 0:
+    raise ValueError(f"linear_recurrence: expected [batch, time >= 1, channels], got shape {a.shape}")
+  backend = backend or default_backend()
+  if backend not in BACKENDS:
+    raise ValueError(f"linear_recurrence: unknown backend {backend!r}; choose from {BACKENDS}")
+  dtype = jnp.result_type(a, b)
+  a, b = a.astype(dtype), b.astype(dtype)
+  state_shape = (a.shape[0], a.shape[2])
+  if h0 is not None and h0.shape != state_shape:
+    raise ValueError(f"linear_recurrence: h0 has shape {h0.shape}, expected {state_shape}")
+  # zeros_like keeps b's varying mesh axes inside shard_map: a loop's initial carry must have its outputs' type.
+  zeros = jnp.zeros_like(b[:, 0])
+  if seq_axis is not None and h0 is not None:
+    # h0 enters on the first shard only: fold it into b_0 there (h_0 = a_0 h0 + b_0).
+    first = lax.axis_index(seq_axis) == 0
+    b = b.at[:, 0].add(jnp.where(first, a[:, 0] * h0.astype(dtype), 0))
+    h0 = None
+  h0 = zeros if h0 is None else h0.astype(dtype) + zeros
+
+  if backend in _AUTODIFF:
+    scan = _AUTODIFF[backend]
+    if seq_axis is not None:
+      h0 = _carry_in(jnp.prod(a, axis=1), scan(a, b, zeros)[:, -1], seq_axis, reverse=False)
+    h = scan(a, b, h0)
     return h, h[:, -1]
-  h_local = _local_recurrence(a, b, None, backend)
-  a_cum = jnp.cumprod(a, axis=1)  # [B, T, C]: product of a up to t within the shard
-  h_start = _shard_initial_state(a_cum[:, -1], h_local[:, -1], h0, seq_axis)
-  h = h_local + a_cum * h_start[:, None, :]
-  return h, h[:, -1]
+  return _kernel_recurrence(a, b, h0, backend, seq_axis)
