@@ -11,6 +11,7 @@ accuracy is measured once at the end.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 
 import numpy as np
@@ -84,7 +85,7 @@ def fit(model: ResNeXt, train, valid, settings: TrainSettings = TrainSettings(),
     train, valid: (float [N, 32, 32] features, int [N] labels) pairs.
     settings: optimisation settings.
     device: torch device; None = "cuda" when available, else "cpu".
-    progress: per-batch progress bar and a line per epoch.
+    progress: per-batch progress bar and a line per epoch, on stderr.
 
   Returns:
     (train accuracy of the last epoch (augmented, in train mode), final valid accuracy).
@@ -124,7 +125,7 @@ def fit(model: ResNeXt, train, valid, settings: TrainSettings = TrainSettings(),
     valid_accuracy = accuracy(model, *valid)
     if progress:
       tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {loss_sum / seen:.4f}, train accuracy "
-                 f"{100 * train_accuracy:.2f}%, valid accuracy {100 * valid_accuracy:.2f}%")
+                 f"{100 * train_accuracy:.2f}%, valid accuracy {100 * valid_accuracy:.2f}%", file=sys.stderr)
   model.eval()
   return train_accuracy, valid_accuracy
 
