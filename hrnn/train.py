@@ -1,0 +1,454 @@
+"""Training that survives preemption: one loop for one CPU, one GPU, a device mesh or many hosts.
+
+  loss    L = sum_it m_it (-log2 p(x_it | x_i,<t)) / sum_it m_it        bits per real sample (mask m: 0 = padding)
+  grads   g = dL/dtheta, summed over `grad_accum` micro-batches before the division by sum m
+  skip    when L or ||g|| is not finite, or ||g|| >= skip_norm: params, optimiser state and EMA stay unchanged
+  update  g <- g min(1, clip_norm / ||g||);  theta <- AdamW(theta, g; lr_t, b1, b2, weight decay)
+          lr_t = lr min(1, t / warmup)  (then constant, or cosine decay to 0 at the last step)
+  EMA     theta_ema <- decay theta_ema + (1 - decay) theta                (evaluation and sampling use theta_ema)
+
+The batch is sharded over a ("data", "seq") device mesh (`hrnn.sharding`): rows over "data", time over "seq"
+(context parallelism). Each host reads its own rows of every global batch; `jax.distributed.initialize` before
+calling `train_and_evaluate` makes it a multi-host run with no other change.
+
+Everything a resumed run needs is in the checkpoints (`hrnn.checkpoint`): parameters, optimiser state, EMA, the
+dropout RNG streams, step and skip counters, the data position (epoch, batch index) and the config. The data order
+is a function of (seed, epoch), dropout of the saved RNG streams, so a run resumed from a checkpoint computes
+bit-identically the same steps as one that never stopped. Checkpoints are written every `checkpoint_every` steps,
+at the end, and when SIGTERM or SIGINT arrives (then the run stops after the current step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from hrnn import data, sharding
+from hrnn.checkpoint import Checkpoints, CheckpointError, read_config, write_config
+from hrnn.config import ConfigError, TrainConfig
+from hrnn.evaluate import make_eval_step, split_nll, to_mesh
+from hrnn.model import HarmonicRNN, nll_bits
+
+METRICS_FILE = "metrics.jsonl"
+# Config fields a resumed run may change: lengths and bookkeeping, and the model's memory/speed options.
+RESUMABLE_FIELDS = frozenset({"steps", "epochs", "data_root", "checkpoint_every", "keep_checkpoints", "eval_every",
+                              "eval_batch_size", "log_every", "mesh_data", "mesh_seq"})
+RESUMABLE_MODEL_FIELDS = frozenset({"scan_backend", "remat"})
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (all arrays, replicated over the mesh)."""
+
+  step: jax.Array  # int32: optimizer steps taken, skipped ones included (= batches consumed)
+  skipped: jax.Array  # int32: updates skipped so far
+  params: nnx.State
+  ema: nnx.State
+  opt_state: optax.OptState
+  rngs: nnx.State  # the model's dropout RNG streams (keys and counters)
+
+  def items(self) -> dict[str, Any]:
+    """The checkpoint items: name -> pytree (the scalar counters together in one)."""
+    return {"counters": {"step": self.step, "skipped": self.skipped}, "params": self.params, "ema": self.ema,
+            "opt_state": self.opt_state, "rngs": self.rngs}
+
+  @classmethod
+  def from_items(cls, items: dict[str, Any]) -> TrainState:
+    return cls(**items["counters"], params=items["params"], ema=items["ema"], opt_state=items["opt_state"],
+               rngs=items["rngs"])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What `train_and_evaluate` returns.
+
+  Attributes:
+    workdir: the run's work directory.
+    step: optimizer steps done (the step of the last checkpoint).
+    total_steps: steps of the whole run.
+    skipped: updates skipped because of a non-finite loss or an exploding gradient.
+    test_nll: test bits per sample with the EMA weights; None when the run was interrupted.
+    interrupted: stopped by SIGTERM/SIGINT after writing a checkpoint; run again to resume.
+  """
+
+  workdir: Path
+  step: int
+  total_steps: int
+  skipped: int
+  test_nll: float | None
+  interrupted: bool
+
+  @property
+  def metrics_path(self) -> Path:
+    """WORKDIR/metrics.jsonl; `pandas.read_json(path, lines=True)` reads it."""
+    return self.workdir / METRICS_FILE
+
+
+def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
+  """Linear warm-up from 0 over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`."""
+  if config.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps,
+                                              max(total_steps, config.warmup_steps + 1))
+  if config.warmup_steps == 0:
+    return optax.constant_schedule(config.learning_rate)
+  return optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+
+
+def make_optimizer(config: TrainConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """Global-norm clipping followed by AdamW."""
+  return optax.chain(
+      optax.clip_by_global_norm(config.clip_norm),
+      optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay))
+
+
+def make_mesh(config: TrainConfig) -> Mesh:
+  """The ("data", "seq") mesh of a run: `mesh_seq` devices along time, the rest (or `mesh_data`) along rows."""
+  seq = config.mesh_seq
+  data_devices = config.mesh_data or jax.device_count() // seq
+  rows = config.batch_size // config.grad_accum
+  if rows % data_devices or config.batch_size % jax.process_count():
+    raise ConfigError(
+        f"TrainConfig.batch_size={config.batch_size}: each of the grad_accum={config.grad_accum} micro-batches "
+        f"must split evenly over the {data_devices} devices of the mesh's data axis and the "
+        f"{jax.process_count()} processes; choose another batch size or set mesh_data")
+  return sharding.make_mesh(data=data_devices, seq=seq)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """The sharding of parameters and optimiser state: a full copy on every device."""
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def model_graph(config: TrainConfig, *, dropout: bool) -> nnx.GraphDef:
+  """The structure of the run's model with dropout on (training) or off (no parameters are created)."""
+  abstract = nnx.eval_shape(lambda: HarmonicRNN(config.model, rngs=nnx.Rngs(config.seed)))
+  return nnx.graphdef(nnx.view(abstract, deterministic=not dropout))
+
+
+def init_state(config: TrainConfig, optimizer: optax.GradientTransformation) -> TrainState:
+  """The initial TrainState (on the default device): parameters drawn from `config.seed`, EMA = parameters."""
+  model = HarmonicRNN(config.model, rngs=nnx.Rngs(config.seed))
+  params, rngs = nnx.state(model, nnx.Param), nnx.state(model, nnx.RngState)
+  return TrainState(step=jnp.int32(0), skipped=jnp.int32(0), params=params, ema=jax.tree.map(jnp.copy, params),
+                    opt_state=optimizer.init(params), rngs=rngs)
+
+
+def micro_batches(x: jax.Array, k: int) -> jax.Array:
+  """[B, ...] -> [k, B/k, ...]: row r of micro-batch j is row r*k + j, so each device keeps its own rows."""
+  return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+
+def summed_gradients(graphdef: nnx.GraphDef, params: nnx.State, rngs: nnx.State, tokens: jax.Array,
+                     mask: jax.Array, mesh: Mesh, accumulate: int):
+  """Sum over `accumulate` micro-batches of the summed NLL bits, its gradient and the real-token count.
+
+  Returns (bits, count, grads, rngs) with the dropout streams advanced.
+  """
+
+  def nll(params, rngs, tokens, mask):
+    model = nnx.merge(graphdef, params, rngs, copy=True)
+    bits, count = nll_bits(sharding.sharded_logits(model, tokens, mesh), tokens, mask)
+    return bits, (count, nnx.state(model, nnx.RngState))
+
+  def accumulate_one(carry, micro):
+    bits, count, grads, rngs = carry
+    (b, (c, rngs)), g = jax.value_and_grad(nll, has_aux=True)(params, rngs, *micro)
+    return (bits + b, count + c, jax.tree.map(jnp.add, grads, g), rngs), None
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  carry = (jnp.float32(0), jnp.float32(0), zeros, rngs)
+  micro = (micro_batches(tokens, accumulate), micro_batches(mask, accumulate))
+  (bits, count, grads, rngs), _ = jax.lax.scan(accumulate_one, carry, micro)
+  return bits, count, grads, rngs
+
+
+def apply_update(state: TrainState, grads: nnx.State, loss: jax.Array, config: TrainConfig,
+                 optimizer: optax.GradientTransformation,
+                 schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step from the mean-loss gradient, skipped (and counted) when not finite or exploding."""
+  grad_norm = optax.global_norm(grads)
+  ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (grad_norm < config.skip_norm)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  ema = jax.tree.map(lambda e, p: config.ema_decay * e + (1.0 - config.ema_decay) * p, state.ema, params)
+  keep_if_ok = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+  applied = state.step - state.skipped  # the optimizer's own count: the lr of this update
+  state = state.replace(
+      step=state.step + 1, skipped=state.skipped + (~ok).astype(jnp.int32),
+      params=keep_if_ok(params, state.params), ema=keep_if_ok(ema, state.ema),
+      opt_state=keep_if_ok(opt_state, state.opt_state))
+  metrics = {"loss_bits": loss, "grad_norm": grad_norm, "lr": schedule(applied), "skipped": state.skipped}
+  return state, metrics
+
+
+def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule, mesh: Mesh):
+  """The jitted step (state, batch) -> (state, metrics); the input state is donated."""
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    bits, count, grads, rngs = summed_gradients(graphdef, state.params, state.rngs, batch["tokens"],
+                                                batch["mask"], mesh, config.grad_accum)
+    count = jnp.maximum(count, 1.0)
+    grads = jax.tree.map(lambda g: g / count, grads)
+    return apply_update(state.replace(rngs=rngs), grads, bits / count, config, optimizer, schedule)
+
+  return jax.jit(train_step, out_shardings=replicated(mesh), donate_argnums=0)
+
+
+class MetricsLog:
+  """WORKDIR/metrics.jsonl, one JSON object per line, written by process 0 only; non-finite numbers as null."""
+
+  def __init__(self, workdir: Path):
+    self.path = workdir / METRICS_FILE
+    self.enabled = jax.process_index() == 0
+
+  def write(self, record: dict) -> None:
+    if not self.enabled:
+      return
+    clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in record.items()}
+    with self.path.open("a") as f:
+      f.write(json.dumps(clean) + "\n")
+
+  def records(self) -> list[dict]:
+    if not self.path.exists():
+      return []
+    return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+  def truncate_after(self, step: int) -> None:
+    """Drops the lines of steps after `step` (logged by a run that died before its next checkpoint)."""
+    if not self.enabled or not self.path.exists():
+      return
+    kept = [json.dumps(r) for r in self.records() if r["step"] <= step]
+    tmp = self.path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(self.path)
+
+
+class StopSignals:
+  """Context manager: while active, SIGTERM and SIGINT only set `requested` (a second SIGINT interrupts at once).
+
+  In a multi-host run `should_stop()` agrees across processes, so that all of them checkpoint the same step.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received: int | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    with contextlib.suppress(ValueError):  # signal handlers can only be set from the main thread
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def _handle(self, signum, frame):
+    if signum == signal.SIGINT and self.received == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = signum
+
+  def should_stop(self) -> bool:
+    stop = self.received is not None
+    if jax.process_count() > 1:
+      stop = bool(np.max(multihost_utils.process_allgather(np.int32(stop))))
+    return stop
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, progress: bool = True) -> TrainResult:
+  """Trains (resuming from the newest checkpoint in `workdir`), then evaluates the EMA weights on the test split.
+
+  Writes WORKDIR/config.json, WORKDIR/checkpoints/STEP and WORKDIR/metrics.jsonl. Returns early with
+  `interrupted=True` after checkpointing when SIGTERM/SIGINT arrives.
+  """
+  workdir = Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  _check_resumable(read_config(workdir), config, workdir)
+  if jax.process_index() == 0:
+    write_config(workdir, config)
+  mesh = make_mesh(config)
+  train_ds = data.load_split(config.dataset, "train", root=config.data_root)
+  seq_len = config.seq_len or data.get_spec(config.dataset).length
+  steps_per_epoch = data.num_batches(train_ds, config.batch_size)
+  total_steps = config.steps or config.epochs * steps_per_epoch
+  schedule = learning_rate_schedule(config, total_steps)
+  optimizer = make_optimizer(config, schedule)
+  checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints)
+  log = MetricsLog(workdir)
+  try:
+    graphdef = model_graph(config, dropout=True)
+    state = _initial_or_resumed_state(config, optimizer, mesh, checkpoints, steps_per_epoch, log)
+    train_step = make_train_step(graphdef, config, optimizer, schedule, mesh)
+    loop = _TrainLoop(config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps)
+    with StopSignals() as signals:
+      state = loop.run(state, train_step, _epoch_batches(config, train_ds, seq_len, steps_per_epoch), signals,
+                       progress)
+    step, skipped = int(state.step), int(state.skipped)
+    if step < total_steps:
+      return TrainResult(workdir, step, total_steps, skipped, None, interrupted=True)
+    test_nll = _final_test_nll(log, step)
+    if test_nll is None:
+      test_nll = loop.evaluate(state, "test", progress)
+  finally:
+    checkpoints.close()
+  return TrainResult(workdir, step, total_steps, skipped, test_nll, interrupted=False)
+
+
+class _TrainLoop:
+  """The steps of a run between (re)start and end or interruption: logging, evaluation, checkpoints."""
+
+  def __init__(self, config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps):
+    self.config, self.graphdef, self.mesh = config, graphdef, mesh
+    self.checkpoints, self.log = checkpoints, log
+    self.steps_per_epoch, self.seq_len, self.total_steps = steps_per_epoch, seq_len, total_steps
+    self.eval_step = make_eval_step(model_graph(config, dropout=False), mesh)
+
+  def run(self, state: TrainState, train_step, batches: Iterator[dict], signals: StopSignals,
+          progress: bool) -> TrainState:
+    config = self.config
+    step = int(state.step)
+    first = step
+    bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+               disable=not progress or jax.process_index() != 0)
+    pending: list[dict] = []  # metrics of the steps since the last log line (still on device)
+    timer, untimed = time.perf_counter(), 0
+    for batch in _take(batches(step), self.total_steps - step):
+      state, metrics = train_step(state, to_mesh(batch, config.model, self.mesh))
+      step += 1
+      pending.append(metrics)
+      if step == first + 1:  # the first step compiles: time the throughput from its end
+        jax.block_until_ready(metrics)
+        timer, untimed = time.perf_counter(), 1
+      stop = signals.should_stop()
+      if step % config.log_every == 0 or step == self.total_steps or stop:
+        record = self._log_line(step, jax.device_get(pending), time.perf_counter() - timer, len(pending) - untimed)
+        bar.set_postfix({k: "-" if v is None else f"{v:.4g}" for k, v in record.items() if k not in ("step", "epoch")},
+                        refresh=False)
+        pending, timer, untimed = [], time.perf_counter(), 0
+      bar.update(1)
+      if config.eval_every and step % config.eval_every == 0:
+        self.evaluate(state, "valid", progress=False)
+      if step % config.checkpoint_every == 0 or step == self.total_steps or stop:
+        self.save(state, step)
+      if stop:
+        break
+    bar.close()
+    self.checkpoints.wait()
+    return state
+
+  def _log_line(self, step: int, metrics: list[dict], elapsed: float, timed_steps: int) -> dict:
+    """Means over the steps since the last line (loss over its finite values); lr and skipped of the last step;
+    throughput over the `timed_steps` that took `elapsed` seconds (None when no step was timed)."""
+    losses = [m["loss_bits"] for m in metrics if np.isfinite(m["loss_bits"])]
+    steps_per_s = timed_steps / elapsed if timed_steps else None
+    record = {
+        "step": step,
+        "epoch": step / self.steps_per_epoch,
+        "loss_bits": float(np.mean(losses)) if losses else None,
+        "lr": float(metrics[-1]["lr"]),
+        "grad_norm": float(np.mean([m["grad_norm"] for m in metrics])),
+        "skipped": int(metrics[-1]["skipped"]),
+        "tokens_per_s": steps_per_s and steps_per_s * self.config.batch_size * self.seq_len,
+        "epochs_per_hour": steps_per_s and steps_per_s * 3600.0 / self.steps_per_epoch,
+    }
+    self.log.write(record)
+    return record
+
+  def evaluate(self, state: TrainState, split: str, progress: bool) -> float:
+    """NLL of the EMA weights on a split; logged as {"step", "split", "nll_bits"}."""
+    ds = data.load_split(self.config.dataset, split, root=self.config.data_root)
+    nll = split_nll(self.eval_step, nnx.merge_state(state.ema, state.rngs), self.config.model, ds,
+                    self.config.eval_batch_size or self.config.batch_size,
+                    seq_len=data.get_spec(self.config.dataset).length, mesh=self.mesh, progress=progress)
+    self.log.write({"step": int(state.step), "split": split, "nll_bits": nll})
+    return nll
+
+  def save(self, state: TrainState, step: int) -> None:
+    epoch, batch_index = divmod(step, self.steps_per_epoch)
+    meta = {"step": step, "epoch": epoch, "batch_index": batch_index, "config": self.config.to_dict()}
+    self.checkpoints.save(step, state.items(), meta)
+
+
+def _epoch_batches(config: TrainConfig, ds, seq_len: int, steps_per_epoch: int):
+  """step -> iterator over the training batches from that step on, epoch after epoch (this host's rows)."""
+
+  def from_step(step: int) -> Iterator[dict]:
+    epoch, start = divmod(step, steps_per_epoch)
+    while True:
+      yield from data.batches(ds, config.batch_size, seq_len, seed=config.seed, epoch=epoch, start=start,
+                              crop=config.crop, shard_index=jax.process_index(), shard_count=jax.process_count())
+      epoch, start = epoch + 1, 0
+
+  return from_step
+
+
+def _take(iterator: Iterator, n: int) -> Iterator:
+  for _, item in zip(range(n), iterator):
+    yield item
+
+
+def _initial_or_resumed_state(config: TrainConfig, optimizer: optax.GradientTransformation, mesh: Mesh,
+                              checkpoints: Checkpoints, steps_per_epoch: int, log: MetricsLog) -> TrainState:
+  """The state of the newest checkpoint, else a fresh one; replicated on the mesh. Drops metrics logged after
+  that checkpoint (by a run that died before its next one)."""
+  step = checkpoints.latest_step()
+  if step is None:
+    log.truncate_after(0)
+    return jax.device_put(init_state(config, optimizer), replicated(mesh))
+  abstract = jax.eval_shape(lambda: init_state(config, optimizer).items())
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh)), abstract)
+  items, meta = checkpoints.restore(abstract, step)
+  if (meta["epoch"], meta["batch_index"]) != divmod(step, steps_per_epoch):
+    raise CheckpointError(
+        f"checkpoint {step} was written at epoch {meta['epoch']}, batch {meta['batch_index']}, but with the "
+        f"current training split ({steps_per_epoch} batches per epoch) step {step} is at "
+        f"{divmod(step, steps_per_epoch)}: the dataset changed since; resume with the same data or use a new "
+        f"--workdir")
+  log.truncate_after(step)
+  return TrainState.from_items(items)
+
+
+def _check_resumable(saved: TrainConfig | None, config: TrainConfig, workdir: Path) -> None:
+  """Raises CheckpointError when `workdir` holds a different run (fields outside RESUMABLE_FIELDS differ)."""
+  if saved is None:
+    return
+  differ = [f"{f}: {getattr(saved, f)!r} -> {getattr(config, f)!r}" for f in _fields(TrainConfig, RESUMABLE_FIELDS)
+            if f != "model" and getattr(saved, f) != getattr(config, f)]
+  differ += [f"model.{f}: {getattr(saved.model, f)!r} -> {getattr(config.model, f)!r}"
+             for f in _fields(type(config.model), RESUMABLE_MODEL_FIELDS)
+             if getattr(saved.model, f) != getattr(config.model, f)]
+  if differ:
+    raise CheckpointError(f"{workdir} holds a different run ({'; '.join(differ)}); resume it with its own settings "
+                          f"(see {workdir / 'config.json'}) or use a new --workdir")
+
+
+def _fields(cls, exclude: frozenset) -> list[str]:
+  return [f.name for f in dataclasses.fields(cls) if f.name not in exclude]
+
+
+def _final_test_nll(log: MetricsLog, step: int) -> float | None:
+  """The test NLL already logged at `step` by an earlier call that finished the run, if any."""
+  for record in reversed(log.records()):
+    if record.get("split") == "test" and record["step"] == step:
+      return record["nll_bits"]
+  return None

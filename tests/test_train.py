@@ -1,0 +1,199 @@
+"""Training (issue 8): the loss falls, SIGKILL-and-resume is bit-identical, bad updates are skipped and counted,
+one code path for one device and a mesh, several processes."""
+
+import dataclasses
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+from hrnn import data, sharding, train
+from hrnn.config import ConfigError
+from hrnn.evaluate import to_mesh
+from train_fixtures import (TINY_MODEL, assert_bit_identical, checkpoint_arrays, compile_cache,  # noqa: F401
+                            data_root, read_metrics, run_config)
+
+
+def test_loss_falls_and_metrics_are_logged(data_root, compile_cache, tmp_path):
+  config = run_config(data_root, steps=24, checkpoint_every=24)
+  result = train.train_and_evaluate(config, tmp_path, progress=False)
+  assert (result.step, result.total_steps, result.skipped, result.interrupted) == (24, 24, 0, False)
+  metrics = pd.read_json(result.metrics_path, lines=True)
+  steps = metrics[metrics["split"].isna()]
+  assert list(steps["step"]) == list(range(1, 25))
+  assert {"loss_bits", "lr", "grad_norm", "skipped", "tokens_per_s", "epochs_per_hour"} <= set(steps.columns)
+  first, last = steps["loss_bits"].iloc[:3].mean(), steps["loss_bits"].iloc[-3:].mean()
+  assert last < first - 1.0, f"loss went from {first:.3f} to {last:.3f} bits"
+  assert steps["lr"].iloc[0] == 0.0 and np.isclose(steps["lr"].iloc[-1], config.learning_rate)  # warm-up
+  assert steps["tokens_per_s"].iloc[1:].gt(0).all()
+  test = metrics[metrics["split"] == "test"]
+  assert list(test["step"]) == [24] and test["nll_bits"].iloc[0] == result.test_nll
+  assert np.isfinite(result.test_nll)
+
+
+def _train_in_subprocess(config, workdir, cache) -> subprocess.Popen:
+  config_file = workdir.parent / f"{workdir.name}.json"
+  config_file.write_text(json.dumps(config.to_dict()))
+  command = [sys.executable, "-m", "hrnn", "train", "--config", str(config_file), "--workdir", str(workdir),
+             "--compile-cache", str(cache), "--no-progress"]
+  return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _logged_step(workdir) -> int:
+  try:
+    return max((r["step"] for r in read_metrics(workdir)), default=0)
+  except (FileNotFoundError, ValueError):  # not written yet, or a line half-written
+    return 0
+
+
+def test_sigkill_at_random_steps_then_resume_is_bit_identical(data_root, compile_cache, tmp_path):
+  config = run_config(data_root, steps=12, checkpoint_every=3)
+  reference = _train_in_subprocess(config, tmp_path / "reference", compile_cache)
+  assert reference.wait(timeout=600) == 0, reference.stdout.read()
+  rng = random.Random(8)
+  workdir = tmp_path / "killed"
+  resumed_from = []
+  for low, high in ((2, 5), (7, 10)):
+    target = rng.randint(low, high)
+    process = _train_in_subprocess(config, workdir, compile_cache)
+    while _logged_step(workdir) < target and process.poll() is None:
+      time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed_from.append(max((int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()),
+                            default=0))
+  final = _train_in_subprocess(config, workdir, compile_cache)
+  assert final.wait(timeout=600) == 0, final.stdout.read()
+  assert resumed_from[0] < 12 and resumed_from[1] < 12
+  assert_bit_identical(checkpoint_arrays(tmp_path / "reference", 12), checkpoint_arrays(workdir, 12))
+  # The metrics of steps run twice (after the last checkpoint, before a kill) are logged once.
+  steps = [r["step"] for r in read_metrics(workdir) if "split" not in r]
+  assert steps == list(range(1, 13))
+
+
+def test_nan_batch_is_skipped_and_counted(data_root, compile_cache, tmp_path, monkeypatch):
+  original = data.batches
+
+  def poisoned(ds, *args, epoch, start=0, **kwargs):
+    for index, batch in enumerate(original(ds, *args, epoch=epoch, start=start, **kwargs), start):
+      if (str(ds.split), epoch, index) == ("train", 0, 2):  # the third training batch
+        batch["mask"][0, 5] = np.nan
+      yield batch
+
+  monkeypatch.setattr(data, "batches", poisoned)
+  result = train.train_and_evaluate(run_config(data_root, steps=5, checkpoint_every=5), tmp_path, progress=False)
+  assert (result.step, result.skipped) == (5, 1)
+  lines = [r for r in read_metrics(tmp_path) if "split" not in r]
+  assert [r["skipped"] for r in lines] == [0, 0, 1, 1, 1]
+  assert lines[2]["loss_bits"] is None and lines[3]["loss_bits"] is not None
+  assert np.isfinite(result.test_nll)
+
+
+def _tiny_state(data_root, **overrides):
+  config = run_config(data_root, model=TINY_MODEL, **overrides)
+  schedule = train.learning_rate_schedule(config, 10)
+  optimizer = train.make_optimizer(config, schedule)
+  return config, optimizer, schedule, train.init_state(config, optimizer)
+
+
+@pytest.mark.parametrize("poison", ["nan", "inf", "exploding"])
+def test_non_finite_or_exploding_gradient_is_skipped(data_root, poison):
+  config, optimizer, schedule, state = _tiny_state(data_root)
+  leaves, treedef = jax.tree.flatten(jax.tree.map(jnp.zeros_like, state.params))
+  bad = {"nan": np.nan, "inf": np.inf, "exploding": config.skip_norm}[poison]
+  grads = jax.tree.unflatten(treedef, [leaves[0].at[(0,) * leaves[0].ndim].set(bad)] + leaves[1:])
+  new, metrics = train.apply_update(state, grads, jnp.float32(3.0), config, optimizer, schedule)
+  assert (int(new.step), int(new.skipped), int(metrics["skipped"])) == (1, 1, 1)
+  for before, after in ((state.params, new.params), (state.ema, new.ema), (state.opt_state, new.opt_state)):
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+
+
+def test_finite_update_moves_params_ema_and_counts(data_root):
+  config, optimizer, schedule, state = _tiny_state(data_root, warmup_steps=0)  # no warm-up: the first lr is > 0
+  grads = jax.tree.map(jnp.ones_like, state.params)
+  new, metrics = train.apply_update(state, grads, jnp.float32(3.0), config, optimizer, schedule)
+  assert (int(new.step), int(new.skipped)) == (1, 0)
+  assert np.isclose(float(metrics["grad_norm"]), optax.global_norm(grads))
+  moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(jax.tree.leaves(state.params),
+                                                                        jax.tree.leaves(new.params))]
+  assert min(moved) > 0
+  # EMA moved by exactly (1 - decay) of the parameter step.
+  e0, e1, p1 = (np.asarray(jax.tree.leaves(t)[0]) for t in (state.ema, new.ema, new.params))
+  np.testing.assert_allclose(e1, config.ema_decay * e0 + (1 - config.ema_decay) * p1, rtol=1e-6)
+
+
+def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):
+  """The one code path: on 8 virtual devices (tests/conftest.py), data x seq = 4 x 2 with 2 micro-batches gives
+  the summed loss, token count and gradients of one device with the whole batch."""
+  assert jax.device_count() == 8
+  config = run_config(data_root, model=TINY_MODEL)
+  state = train.init_state(config, train.make_optimizer(config, optax.constant_schedule(0.0)))
+  graphdef = train.model_graph(config, dropout=True)
+  rng = np.random.default_rng(1)
+  lengths = np.array([320, 200, 320, 17, 320, 320, 1, 300])
+  batch = {"tokens": rng.integers(0, 256, (8, 320)).astype(np.int32),
+           "mask": (np.arange(320)[None, :] < lengths[:, None]).astype(np.float32)}
+  results = []
+  for data_devices, seq, accumulate in ((1, 1, 1), (4, 2, 2)):
+    mesh = sharding.make_mesh(data=data_devices, seq=seq)
+    placed = to_mesh(batch, config.model, mesh)
+    on_mesh = jax.device_put(state, train.replicated(mesh))
+    step = jax.jit(lambda p, r, t, m: train.summed_gradients(graphdef, p, r, t, m, mesh, accumulate))
+    results.append(step(on_mesh.params, on_mesh.rngs, placed["tokens"], placed["mask"]))
+  (bits_1, count_1, grads_1, _), (bits_8, count_8, grads_8, _) = results
+  assert float(count_1) == float(count_8) == lengths.sum()
+  np.testing.assert_allclose(float(bits_1), float(bits_8), rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads_1), jax.tree.leaves(grads_8)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(a).max())
+
+
+def test_batch_that_does_not_split_over_the_mesh_is_a_config_error(data_root):
+  with pytest.raises(ConfigError, match="batch_size=6"):
+    train.make_mesh(run_config(data_root, batch_size=6, mesh_data=4))
+
+
+_WORKER = """
+import sys, jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from hrnn.cli import main
+sys.exit(main(["train", "--config", sys.argv[3], "--workdir", sys.argv[4], "--no-progress",
+               "--compile-cache", sys.argv[5]]))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_each_feeding_half_the_batch(data_root, compile_cache, tmp_path):
+  """Two local processes of one device each (jax.distributed over gloo) train what one process with two devices
+  trains."""
+  config = run_config(data_root, steps=4, checkpoint_every=4)
+  config_file = tmp_path / "config.json"
+  config_file.write_text(json.dumps(config.to_dict()))
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  port = 20000 + os.getpid() % 20000
+  workers = [subprocess.Popen([sys.executable, "-c", _WORKER, f"127.0.0.1:{port}", str(i), str(config_file),
+                               str(tmp_path / "two"), str(compile_cache)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  for worker in workers:
+    assert worker.wait(timeout=900) == 0, worker.stdout.read()
+  single = subprocess.run([sys.executable, "-m", "hrnn", "train", "--config", str(config_file), "--workdir",
+                           str(tmp_path / "one"), "--no-progress", "--compile-cache", str(compile_cache)],
+                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          capture_output=True, text=True, timeout=900)
+  assert single.returncode == 0, single.stderr
+  two, one = checkpoint_arrays(tmp_path / "two", 4), checkpoint_arrays(tmp_path / "one", 4)
+  for name in ("params", "ema"):
+    for a, b in zip(two[name], one[name]):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert read_metrics(tmp_path / "two")[-1]["nll_bits"] == pytest.approx(read_metrics(tmp_path / "one")[-1]["nll_bits"],
+                                                                          rel=1e-5)

@@ -1,0 +1,73 @@
+"""Shared by test_train, test_checkpoint and test_evaluate: a tiny dataset, a tiny run config, a compile cache.
+
+Every test trains the same program (same model, batch, length and hyperparameters; only the number of steps and
+the bookkeeping differ), so with the persistent compilation cache it is compiled once for all of them, including
+the training subprocesses.
+"""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from hrnn import data
+from hrnn.config import TrainConfig, get_preset
+
+# The smoke preset with dropout on, so that resuming must also reproduce the dropout masks.
+MODEL = dataclasses.replace(get_preset("smoke"), dropout=0.1)
+# For tests of single steps: one pooling level, three temporal blocks, no dropout.
+TINY_MODEL = dataclasses.replace(MODEL, width=8, lru_width=8, gate_blocks=2, pool_factors=(2,), blocks=(1, 1),
+                                 dropout=0.0)
+ITEMS = ("counters", "params", "ema", "opt_state", "rngs")
+
+
+def run_config(data_root, **overrides) -> TrainConfig:
+  """8 x 800-token batches of sc09-espeak (small) on one device; a high learning rate so that the loss falls
+  within seconds."""
+  values = dict(model=MODEL, preset="smoke", dataset="sc09-espeak", data_root=str(data_root), batch_size=8,
+                seq_len=800, steps=8, epochs=None, learning_rate=0.01, warmup_steps=2, checkpoint_every=4,
+                log_every=1, eval_batch_size=8, mesh_data=1)
+  return TrainConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+  root = tmp_path_factory.mktemp("data")
+  data.prepare("sc09-espeak", size="small", root=root)
+  return root
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+  """A persistent XLA cache shared by the test workers and their subprocesses; the previous setting is restored."""
+  directory = tmp_path_factory.getbasetemp().parent / "hrnn-train-jax-cache"
+  previous = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  yield directory
+  jax.config.update("jax_compilation_cache_dir", previous[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+
+
+def read_metrics(workdir) -> list[dict]:
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def checkpoint_arrays(workdir, step: int) -> dict[str, list[np.ndarray]]:
+  """Every array of checkpoint `step` as numpy (PRNG keys as their key data), per item."""
+  with ocp.CheckpointManager(workdir / "checkpoints") as manager:
+    args = ocp.args.Composite(**{name: ocp.args.StandardRestore() for name in ITEMS})
+    restored = manager.restore(step, args=args)
+  as_numpy = lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                                  else x)
+  return {name: [as_numpy(x) for x in jax.tree.leaves(restored[name])] for name in ITEMS}
+
+
+def assert_bit_identical(a: dict[str, list[np.ndarray]], b: dict[str, list[np.ndarray]]) -> None:
+  for name in ITEMS:
+    assert len(a[name]) == len(b[name]) > 0, name
+    for i, (x, y) in enumerate(zip(a[name], b[name])):
+      assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), f"{name} leaf {i} differs"
