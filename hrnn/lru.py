@@ -103,3 +103,61 @@ class CGLRU(nnx.Module):
     a, b = self.coefficients(x)  # [B, T, n_c]
     h, _ = scan.linear_recurrence(a, b, backend=self.scan_backend, seq_axis=seq_axis)
     return self.readout(h)
+
+  # ---- step mode (one time step at a time, for generation) ----
+
+  def step_params(self) -> dict[str, jax.Array]:
+    """Plain arrays for `step`, with the two gate projections (which share u) fused into one block-diagonal map.
+
+    The input projection u = W_u x + c_u is not included: the residual block fuses it with its own gate matmul.
+    """
+    return {
+        "gates_w": jnp.concatenate([self.gate_x.w[...], self.gate_a.w[...]], axis=-1),  # [G, n_h/G, 2 n_c/G]
+        "gates_b": jnp.concatenate([self.gate_x.b[...], self.gate_a.b[...]], axis=-1),  # [G, 2 n_c/G]
+        "log_decay": -_DECAY_SCALE * jax.nn.softplus(self.a_param[...]),  # log|a| = g_a * log_decay
+        "theta": self.theta[...],
+        "out_w": self.out_proj.kernel[...],
+        "out_b": self.out_proj.bias[...],
+    }
+
+  def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
+    """Parallel forward of x [B, T, d] that also returns the step state after the first `length` steps."""
+    a, b = self.coefficients(x)
+    h, _ = scan.linear_recurrence(a, b, backend=self.scan_backend)
+    last = h[:, length - 1]
+    return self.readout(h), jnp.concatenate([last.real, last.imag], axis=-1)
+
+
+def init_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
+  """The zero state h_{-1} = 0 as a real array [batch, n_h] holding [Re h, Im h]."""
+  return jnp.zeros((batch, 2 * params["theta"].shape[0]), jnp.float32)
+
+
+def step(params: dict[str, jax.Array], h: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """One CG-LRU time step in real arithmetic (the module docstring's equations with h = [Re h, Im h]).
+
+  Args:
+    params: `CGLRU.step_params()`.
+    h: [B, n_h] previous state [Re h_{t-1}, Im h_{t-1}].
+    u: [B, n_h] input projection u_t = W_u x_t + c_u; its halves are [Re z_t, Im z_t].
+
+  Returns:
+    (h_t, y_t): the new state [B, n_h] and the readout W_y [Re h_t, Im h_t] + c_y [B, d].
+  """
+  n_c = u.shape[-1] // 2
+  w = params["gates_w"]
+  blocks, block_in, block_out = w.shape
+  # Block-diagonal map as a broadcast multiply-add: G tiny matmuls would each cost more than their arithmetic.
+  gates = jnp.sum(u.reshape(-1, blocks, block_in, 1) * w, axis=2) + params["gates_b"]  # [B, G, 2 n_c/G]
+  gates = jax.nn.sigmoid(gates)
+  g_x = gates[..., :block_out // 2].reshape(-1, n_c)
+  g_a = gates[..., block_out // 2:].reshape(-1, n_c)
+  log_abs_a = g_a * params["log_decay"]
+  abs_a = jnp.exp(log_abs_a)
+  phase = g_a * params["theta"]
+  a_re, a_im = abs_a * jnp.cos(phase), abs_a * jnp.sin(phase)
+  scale = jnp.sqrt(1.0 - jnp.exp(2.0 * log_abs_a)) * g_x  # b_t = scale * z_t
+  h_re, h_im = h[:, :n_c], h[:, n_c:]
+  h = jnp.concatenate([a_re * h_re - a_im * h_im + scale * u[:, :n_c],
+                       a_re * h_im + a_im * h_re + scale * u[:, n_c:]], axis=-1)
+  return h, h @ params["out_w"] + params["out_b"]

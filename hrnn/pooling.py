@@ -40,6 +40,20 @@ class DownPool(nnx.Module):
     x = jnp.concatenate([left_context(x, self.p - 1, seq_axis), x], axis=1)
     return self.conv(x)
 
+  def step_params(self) -> dict[str, jax.Array]:
+    """Per-tap grouped weights "w" [p, G, d/G, d/G] (tap i multiplies frame kp-p+1+i) and the bias "b" [d]."""
+    return {"w": grouped_taps(self.conv), "b": self.conv.bias[...]}
+
+  def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
+    """Pools x [B, T, d] (T a multiple of p) and returns the step state after the first `length` fine steps: the
+    partial sum of the next coarse window, sum_{j=1..n} W_{j-1} x_{kp+j} with k = (length-1) // p."""
+    k, n = divmod(length - 1, self.p)
+    taps = grouped_taps(self.conv)
+    acc = jnp.zeros((x.shape[0], x.shape[2]), x.dtype)
+    for j in range(n):
+      acc = acc + grouped_matmul(x[:, k * self.p + 1 + j], taps[j])
+    return self(x), acc
+
 
 class UpPool(nnx.Module):
   """[B, T/p, d] -> [B, T, d]; kernel initialised at scale 1 / num_blocks of the level."""
@@ -51,3 +65,56 @@ class UpPool(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.conv(x)
+
+  def step_params(self) -> dict[str, jax.Array]:
+    """Per-offset grouped weights "w" [p, G, d/G, d/G] (w[j] = V_{p-1-j} makes fine output kp+j) and "b" [d]."""
+    return {"w": grouped_taps(self.conv)[::-1], "b": self.conv.bias[...]}
+
+  def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
+    """Up-pools x [B, T/p, d] and returns the step state after the first `length` coarse steps: the p fine outputs
+    [B, p, d] of the last coarse step, handed out one per fine step."""
+    y = self(x)
+    return y, y[:, (length - 1) * self.p:length * self.p]
+
+
+def grouped_taps(conv: nnx.Conv) -> jax.Array:
+  """A grouped conv kernel [p, d_in/G, d_out] as per-tap, per-group matrices [p, G, d_in/G, d_out/G]."""
+  kernel = conv.kernel[...]
+  p, c_in, d_out = kernel.shape
+  groups = conv.feature_group_count
+  return kernel.reshape(p, c_in, groups, d_out // groups).transpose(0, 2, 1, 3)
+
+
+def grouped_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x [B, G * c_in] times block-diagonal matrices with blocks w [..., G, c_in, c_out] -> [B, ..., G * c_out]."""
+  *lead, groups, c_in, c_out = w.shape
+  if c_in == c_out == 1:  # depthwise: an elementwise product
+    return x.reshape(x.shape[0], *[1] * len(lead), groups) * w.reshape(*lead, groups)
+  y = jnp.einsum("bgi,...gio->b...go", x.reshape(-1, groups, c_in), w)
+  return y.reshape(*y.shape[:-2], groups * c_out)
+
+
+def init_down_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
+  """Zero partial sum [batch, d] of the first coarse window (the p-1 frames before time 0 are zeros)."""
+  return jnp.zeros((batch, params["b"].shape[0]), jnp.float32)
+
+
+def down_pool_accumulate(params: dict[str, jax.Array], acc: jax.Array, x: jax.Array, j: jax.Array) -> jax.Array:
+  """Adds fine frame kp+j (j = 1..p-1, may be traced) to the next window's partial sum: acc + W_{j-1} x."""
+  return acc + grouped_matmul(x, params["w"][j - 1])
+
+
+def down_pool_close(params: dict[str, jax.Array], acc: jax.Array, x: jax.Array) -> jax.Array:
+  """The coarse input at fine step kp from the partial sum and frame kp: c_k = acc + W_{p-1} x + bias."""
+  return acc + grouped_matmul(x, params["w"][-1]) + params["b"]
+
+
+def init_up_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
+  """Zero buffer [batch, p, d] of fine outputs (replaced at step 0, before it is read)."""
+  p = params["w"].shape[0]
+  return jnp.zeros((batch, p, params["b"].shape[0]), jnp.float32)
+
+
+def up_pool_step(params: dict[str, jax.Array], c: jax.Array) -> jax.Array:
+  """The p fine outputs of one coarse step c [B, d]: y_{kp+j} = V_{p-1-j} c + bias, as [B, p, d]."""
+  return grouped_matmul(c, params["w"]) + params["b"]
