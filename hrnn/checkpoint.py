@@ -64,19 +64,16 @@ class Checkpoints:
       items = {name: restored[name] for name in abstract}
       meta = restored["meta"]
     except Exception as e:  # Orbax and TensorStore raise many types for damaged files
-      raise CheckpointError(
-          f"checkpoint {self.directory / str(step)} is unreadable ({type(e).__name__}: {str(e)[:300]}); it was "
-          f"left untouched. Move that directory away to resume from the previous checkpoint "
-          f"(steps {self.all_steps()}), or start a new run in another --workdir") from e
+      first_line = (str(e).splitlines() or [""])[0].split(" See full TensorStore")[0][:200]
+      raise CheckpointError(f"checkpoint {self.directory / str(step)} is unreadable ({type(e).__name__}: "
+                            f"{first_line}); {self._recovery_hint(step)}") from e
     if not isinstance(meta, dict) or "config" not in meta:
       raise CheckpointError(f"checkpoint {self.directory / str(step)} has no run metadata; it was not written by "
                             f"hrnn train")
     damaged = [name for name, tree in items.items() if fingerprint(tree) != meta["fingerprints"][name]]
     if damaged:
-      raise CheckpointError(
-          f"checkpoint {self.directory / str(step)}: {', '.join(damaged)} differ from what was saved (damaged "
-          f"files); it was left untouched. Move that directory away to resume from the previous checkpoint "
-          f"(steps {self.all_steps()}), or start a new run in another --workdir")
+      raise CheckpointError(f"checkpoint {self.directory / str(step)}: {', '.join(damaged)} differ from what was "
+                            f"saved (damaged files); {self._recovery_hint(step)}")
     return items, meta
 
   def all_steps(self) -> list[int]:
@@ -88,6 +85,13 @@ class Checkpoints:
 
   def close(self) -> None:
     self._manager.close()
+
+  def _recovery_hint(self, step: int) -> str:
+    older = [s for s in self.all_steps() if s < step]
+    if older:
+      return (f"it was left untouched. To resume from the previous checkpoint (step {max(older)}) move that "
+              f"directory away, or start a new run in another --workdir")
+    return "it was left untouched and there is no older checkpoint: start a new run in another --workdir"
 
   def step(self, step: int | None) -> int:
     """`step` if there is a checkpoint for it, the newest when None; else CheckpointError."""

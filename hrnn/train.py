@@ -384,9 +384,14 @@ class _TrainLoop:
     return nll
 
   def save(self, state: TrainState, step: int) -> None:
-    epoch, batch_index = divmod(step, self.steps_per_epoch)
-    meta = {"step": step, "epoch": epoch, "batch_index": batch_index, "config": self.config.to_dict()}
-    self.checkpoints.save(step, state.items(), meta)
+    self.checkpoints.save(step, state.items(), checkpoint_meta(self.config, step, self.steps_per_epoch))
+
+
+def checkpoint_meta(config: TrainConfig, step: int, steps_per_epoch: int) -> dict:
+  """What a checkpoint records beside the arrays: the step, the data position (epoch, index of the next batch
+  within it) and the full config."""
+  epoch, batch_index = divmod(step, steps_per_epoch)
+  return {"step": step, "epoch": epoch, "batch_index": batch_index, "config": config.to_dict()}
 
 
 def _epoch_batches(config: TrainConfig, ds, seq_len: int, steps_per_epoch: int):

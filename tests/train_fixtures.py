@@ -71,3 +71,19 @@ def assert_bit_identical(a: dict[str, list[np.ndarray]], b: dict[str, list[np.nd
     assert len(a[name]) == len(b[name]) > 0, name
     for i, (x, y) in enumerate(zip(a[name], b[name])):
       assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), f"{name} leaf {i} differs"
+
+
+def saved_run(workdir, config: TrainConfig, step: int = 0, steps_per_epoch: int = 40):
+  """A work directory holding `config` and one checkpoint of its initial state at `step`, with EMA weights set
+  to half the parameters (so that EMA and raw weights differ), written without training. Returns the state."""
+  from hrnn import train
+  from hrnn.checkpoint import Checkpoints, write_config
+
+  state = train.init_state(config, train.make_optimizer(config, train.learning_rate_schedule(config, 10)))
+  state = state.replace(ema=jax.tree.map(lambda p: p * 0.5, state.params))
+  workdir.mkdir(parents=True, exist_ok=True)
+  write_config(workdir, config)
+  checkpoints = Checkpoints(workdir)
+  checkpoints.save(step, state.items(), train.checkpoint_meta(config, step, steps_per_epoch))
+  checkpoints.close()
+  return state
