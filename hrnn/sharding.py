@@ -81,7 +81,7 @@ def _sharded_forward(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array
   seq_shards = mesh.shape[SEQ]
 
   def local(state, tokens):
-    model = nnx.merge(graphdef, state)
+    model = nnx.merge(graphdef, state, copy=True)
     _decorrelate_dropout(model, seq_shards)
     logits = model(tokens, seq_axis=SEQ if seq_shards > 1 else None)
     return logits, nnx.state(model, nnx.RngCount)  # the keys stay the caller's; only the counters advance

@@ -1,0 +1,135 @@
+"""hrnn.sharding: meshes, batch placement and padding, and the context-parallel model (with remat policies)
+against the unsharded model."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from hrnn import sharding
+from hrnn.blocks import compiler_options
+from hrnn.config import ConfigError, ModelConfig, get_preset
+from hrnn.errors import HrnnError
+from hrnn.model import HarmonicRNN, loss_bits
+
+# Paper-structured (pool factors 2, 4, 4, 5; CG-LRU and MLP blocks; depthwise pooling), narrow and shallow: one
+# temporal block on each path of the outer level and in the innermost stack.
+TINY = dataclasses.replace(get_preset("smoke"), width=8, lru_width=8, gate_blocks=2, blocks=(1, 0, 0, 0, 1))
+
+
+def relative(x, ref):
+  return float(jnp.linalg.norm(jnp.ravel(x - ref)) / jnp.linalg.norm(jnp.ravel(ref)))
+
+
+def test_make_mesh():
+  mesh = sharding.make_mesh(data=2, seq=4)
+  assert mesh.axis_names == ("data", "seq") and dict(mesh.shape) == {"data": 2, "seq": 4}
+  assert dict(sharding.make_mesh(seq=2).shape) == {"data": 4, "seq": 2}  # the rest of the 8 devices on data
+  with pytest.raises(HrnnError, match="needs 16 devices, 8 available"):
+    sharding.make_mesh(data=4, seq=4)
+
+
+def test_pad_for_mesh():
+  mesh = sharding.make_mesh(data=2, seq=4)
+  tokens = np.arange(3 * 700).reshape(3, 700) % 256
+  padded, mask = sharding.pad_for_mesh(tokens, None, TINY, mesh)
+  assert isinstance(padded, np.ndarray) and padded.shape == mask.shape == (4, 1280)  # rows to 2k, time to 4 x 160 k
+  np.testing.assert_array_equal(padded[:3, :700], tokens)
+  assert mask.sum() == 3 * 700 and mask[:3, :700].all() and not padded[3].any() and not padded[:, 700:].any()
+  # unsharded time: only the rows are padded (the model pads time itself)
+  padded, mask = sharding.pad_for_mesh(jnp.asarray(tokens), jnp.ones((3, 700)), TINY, sharding.make_mesh(2, 1))
+  assert padded.shape == (4, 700) and float(mask.sum()) == 3 * 700
+
+
+def test_shard_batch():
+  mesh = sharding.make_mesh(data=2, seq=4)
+  batch = {"tokens": np.arange(4 * 640, dtype=np.int32).reshape(4, 640), "mask": np.ones((4, 640), np.float32)}
+  placed = sharding.shard_batch(batch, mesh)
+  for key, value in placed.items():
+    assert value.sharding.spec == P("data", "seq")
+    assert value.addressable_shards[0].data.shape == (2, 160)
+    np.testing.assert_array_equal(value, batch[key])
+
+
+def test_remat_config():
+  assert ModelConfig(remat=True).remat == "block" and ModelConfig(remat=False).remat == "none"
+  with pytest.raises(ConfigError, match="remat"):
+    ModelConfig(remat="everything")
+  with pytest.raises(ConfigError, match="scan_backend"):
+    ModelConfig(scan_backend="fft")
+
+
+def logits_and_grads(cfg, tokens, mask, mesh=None):
+  """Logits and parameter gradients of the mean NLL, unsharded (mesh None) or through hrnn.sharding."""
+  model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
+  model.eval()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def loss(params):
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    if mesh is None:
+      return loss_bits(model, tokens, mask), model(tokens)
+    return sharding.sharded_loss_bits(model, tokens, mask, mesh), sharding.sharded_logits(model, tokens, mesh)
+
+  step = jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=compiler_options(cfg))
+  (_, logits), grads = step(params)
+  return logits, grads
+
+
+def check_sharded_equals_unsharded(cfg, layouts):
+  # 3 rows of 1,200 tokens: padded to the mesh inside (rows to the data axis, time to seq x 160), cropped back.
+  rng = np.random.default_rng(0)
+  tokens = jnp.asarray(rng.integers(0, 256, (3, 1200)), jnp.int32)
+  mask = jnp.asarray(rng.uniform(size=(3, 1200)) < 0.9, jnp.float32)
+  want_logits, want_grads = logits_and_grads(cfg, tokens, mask)
+  for (data, seq), remat in layouts:
+    mesh = sharding.make_mesh(data=data, seq=seq)
+    logits, grads = logits_and_grads(dataclasses.replace(cfg, remat=remat), tokens, mask, mesh)
+    assert logits.shape == want_logits.shape == (3, 1200, 256)
+    assert relative(logits, want_logits) <= 1e-5, (data, seq, remat)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+      assert relative(got, want) <= 1e-4, (data, seq, remat)
+
+
+def test_sharded_equals_unsharded():
+  # Sequence sharded 2, 4 (with 2-way data sharding) and 8 ways (local inner-level lengths down to 1 step); each
+  # layout with another remat policy, which must not change the function either.
+  check_sharded_equals_unsharded(TINY, [((1, 2), "recurrence"), ((2, 4), "block"), ((1, 8), "stack")])
+
+
+@pytest.mark.slow
+def test_sharded_equals_unsharded_smoke_preset():
+  # Every level with its blocks (the smoke preset), every layout.
+  check_sharded_equals_unsharded(get_preset("smoke"), [((1, 2), "none"), ((1, 4), "none"), ((1, 8), "none"),
+                                                       ((2, 4), "block")])
+
+
+def test_dropout_counters_advance_as_unsharded():
+  cfg = dataclasses.replace(TINY, dropout=0.5)
+  tokens = jnp.zeros((2, 320), jnp.int32)
+  counts = []
+  for mesh in (None, sharding.make_mesh(data=1, seq=2)):
+    model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
+    forward = (lambda m, x: m(x)) if mesh is None else (lambda m, x: sharding.sharded_logits(m, x, mesh))
+    assert nnx.jit(forward)(model, tokens).shape == (2, 320, 256)
+    counts.append([int(c) for c in jax.tree.leaves(nnx.state(model, nnx.RngCount))])
+  assert counts[0] == counts[1] and max(counts[0]) > 0
+
+
+def test_remat_policies_save_memory():
+  # Compiled activation memory of a gradient at the paper's widths, 2 temporal blocks, 3,200 tokens: each policy
+  # stores less (with blocks.compiler_options, without which XLA on CPU undoes remat).
+  tokens = jnp.zeros((1, 3200), jnp.int32)
+  temp = {}
+  for remat in ("none", "recurrence", "block"):
+    cfg = dataclasses.replace(get_preset("paper"), blocks=(2, 0, 0, 0, 0), remat=remat)
+    model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    grad = jax.grad(lambda p: loss_bits(nnx.merge(graphdef, p, rest, copy=True), tokens))
+    compiled = jax.jit(grad, compiler_options=compiler_options(cfg)).lower(params).compile()
+    temp[remat] = compiled.memory_analysis().temp_size_in_bytes
+  assert temp["none"] > 1.2 * temp["recurrence"] > 1.2 * 1.2 * temp["block"], temp
