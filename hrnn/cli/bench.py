@@ -9,7 +9,7 @@ HELP = ("Run a benchmark: scan kernels, step-wise sampling, training throughput 
         "classifier's accuracy.")
 
 # Benchmark name -> module under hrnn.bench exposing HELP, add_arguments(parser) and run(args).
-BENCHMARKS = ("scan", "sample", "train", "classifier")
+BENCHMARKS = ("scan", "long_context", "sample", "train", "classifier")
 
 
 def _available():

@@ -1,0 +1,92 @@
+"""Benchmark: one forward+backward of a preset on a minute-long sequence, sequence-sharded over virtual devices.
+
+The paper trains on whole YouTubeMix minutes (960,000 tokens at 16 kHz) by sharding the time axis over devices.
+This runs the training gradient (mean NLL in bits and its parameter gradients) of one --tokens-long random
+sequence with the time axis split over --seq devices (`hrnn.sharding`; on CPU, virtual devices from
+XLA_FLAGS=--xla_force_host_platform_device_count, set here when JAX has not started yet), with the --remat policy.
+
+One JSON object: tokens, seq_devices, remat, scan_backend, compile_s, step_s (wall time of the compiled step),
+tokens_per_s, loss_bits, grad_norm (both finite), peak_rss_gib (this process's peak resident memory, all devices
+together) and temp_gib (XLA's estimate of one step's scratch memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+
+HELP = "Forward+backward of a preset on one minute-long sequence sharded over devices: time and peak memory."
+
+
+def add_arguments(parser):
+  from hrnn.config import PRESETS, REMAT_POLICIES, SCAN_BACKENDS  # light: no JAX
+
+  parser.add_argument("--preset", default="paper", help=f"model preset, one of: {', '.join(PRESETS)}")
+  parser.add_argument("--tokens", type=int, default=960_000, help="sequence length (padded to seq x total pool)")
+  parser.add_argument("--seq", type=int, default=8, help="devices along the time axis")
+  parser.add_argument("--remat", default="stack", choices=REMAT_POLICIES, help="rematerialisation policy")
+  parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.scan backend (default: the platform's)")
+  parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _ensure_virtual_devices(count: int) -> None:
+  """On CPU, ask XLA for `count` virtual devices (only effective before JAX initialises its backend)."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_force_host_platform_device_count" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def run(args):
+  _ensure_virtual_devices(args.seq)
+  import dataclasses
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from flax import nnx
+  from tqdm import tqdm
+
+  from hrnn import sharding
+  from hrnn.blocks import compiler_options
+  from hrnn.config import get_preset
+  from hrnn.model import HarmonicRNN
+
+  cfg = dataclasses.replace(get_preset(args.preset), remat=args.remat, scan_backend=args.scan_backend)
+  mesh = sharding.make_mesh(data=1, seq=args.seq)
+  progress = tqdm(total=3, desc="long context", unit="phase")
+  model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
+  model.eval()  # dropout off: the step is a deterministic function of the parameters
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tokens = jnp.asarray(np.random.default_rng(0).integers(0, cfg.num_classes, (1, args.tokens)), jnp.int32)
+  tokens = jax.device_put(tokens, jax.sharding.NamedSharding(mesh, sharding.batch_spec(2)))
+
+  def loss(params, tokens):
+    return sharding.sharded_loss_bits(nnx.merge(graphdef, params, rest, copy=True), tokens, None, mesh)
+
+  step = jax.jit(jax.value_and_grad(loss), compiler_options=compiler_options(cfg))
+  progress.update()
+  start = time.perf_counter()
+  compiled = step.lower(params, tokens).compile()
+  compile_s = time.perf_counter() - start
+  progress.update()
+  start = time.perf_counter()
+  bits, grads = jax.block_until_ready(compiled(params, tokens))
+  step_s = time.perf_counter() - start
+  progress.update()
+  progress.close()
+  report = {
+      "preset": args.preset, "tokens": args.tokens, "seq_devices": args.seq, "remat": cfg.remat,
+      "scan_backend": cfg.scan_backend or "default", "compile_s": round(compile_s, 1), "step_s": round(step_s, 1),
+      "tokens_per_s": round(args.tokens / step_s), "loss_bits": round(float(bits), 4),
+      "grad_norm": round(float(optax.global_norm(grads)), 4),
+      "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+      "temp_gib": round(compiled.memory_analysis().temp_size_in_bytes / 2**30, 2),
+  }
+  if args.json:
+    print(json.dumps(report))
+  else:
+    for key, value in report.items():
+      print(f"{key:<14} {value}")

@@ -1,0 +1,187 @@
+"""Benchmark: throughput of every `hrnn.scan` backend against the machine's memory bandwidth.
+
+For each backend, length 2^k (k from --min-log2 to --max-log2), mode `fwd` (h, h_last from a, b) and `fwd_bwd`
+(the same and the cotangents of a and b), complex64 inputs [batch, length, channels] with |a| = 0.999:
+tokens_per_s = batch x length / best time after compilation (tokens_per_cpu_s: per second of this process's CPU
+time, steadier on a shared machine).
+
+The limit beside them: bandwidth_GBps is a large numpy copy into memory already touched (bytes read + written
+per second); bandwidth_bound_tokens_per_s is that divided by the bytes a pass must move per token: reading a, b
+and writing h (3 arrays) for fwd, plus reading a, h, dh and writing da, db (8 arrays in all) for fwd_bwd.
+
+Arrays at 2^20 x batch 4 x 128 channels are 4 GiB each: a configuration whose working set would not fit in
+--memory-gib runs at a smaller batch (reported per result); a backend whose timed run exceeds --time-limit stops
+growing its length. Both are listed under `skipped`. `summary` compares the platform's default backend at the
+longest length with the bandwidth bound and with `associative`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+HELP = "Scan kernels: tokens/s of each backend (forward, forward+backward) by length, against memory bandwidth."
+
+# Live [batch, length, channels] arrays of a configuration, in units of one array (estimates with headroom).
+_WORKING_SET = {"fwd": {"linear": 5, "associative": 10, "chunked": 4, "pallas": 6},
+                "fwd_bwd": {"linear": 12, "associative": 24, "chunked": 10, "pallas": 12}}
+_ARRAYS_MOVED = {"fwd": 3, "fwd_bwd": 8}
+
+
+def add_arguments(parser):
+  parser.add_argument("--backends", default="linear,associative,chunked,pallas",
+                      help="comma-separated hrnn.scan backends")
+  parser.add_argument("--min-log2", type=int, default=10, help="shortest length, as a power of two")
+  parser.add_argument("--max-log2", type=int, default=20, help="longest length, as a power of two")
+  parser.add_argument("--batch", type=int, default=4, help="sequences per call (reduced where memory is short)")
+  parser.add_argument("--channels", type=int, default=128, help="complex channels")
+  parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration; the best is kept")
+  parser.add_argument("--memory-gib", type=float, default=None,
+                      help="memory the arrays of one configuration may use (default: 60%% of MemAvailable)")
+  parser.add_argument("--time-limit", type=float, default=60.0,
+                      help="seconds: a backend whose run takes longer is not tried at longer lengths")
+  parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def available_gib() -> float:
+  """MemAvailable from /proc/meminfo in GiB (Linux)."""
+  with open("/proc/meminfo") as f:
+    for line in f:
+      if line.startswith("MemAvailable:"):
+        return int(line.split()[1]) / 2**20
+  raise OSError("MemAvailable not found in /proc/meminfo")
+
+
+def copy_bandwidth_gbps(megabytes: int = 256, repeats: int = 5) -> float:
+  """Bytes read + written per second by a large copy between buffers already in memory (best of `repeats`)."""
+  import numpy as np
+
+  src = np.ones(megabytes * 2**20 // 4, np.float32)
+  dst = np.zeros_like(src)
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    np.copyto(dst, src)
+    best = min(best, time.perf_counter() - start)
+  return 2 * src.nbytes / best / 1e9
+
+
+def _inputs(batch: int, length: int, channels: int):
+  """complex64 [batch, length, channels]: a = 0.999 e^{i phase} and unit-modulus b, deterministic phases made on
+  the device (no host copies of multi-GiB arrays; the values do not change the speed)."""
+  import jax
+  import jax.numpy as jnp
+
+  shape = (batch, length, channels)
+
+  @jax.jit
+  def make():
+    n, t, c = (jax.lax.broadcasted_iota(jnp.float32, shape, axis) for axis in range(3))
+    a = 0.999 * jnp.exp(1j * (0.01 * t + 0.1 * c))
+    b = jnp.exp(1j * (0.37 * t + 1.3 * c + 0.7 * n))
+    return a.astype(jnp.complex64), b.astype(jnp.complex64)
+
+  return make()
+
+
+def _program(backend: str, mode: str):
+  import jax
+
+  from hrnn.scan import linear_recurrence
+
+  def forward(a, b):
+    return linear_recurrence(a, b, backend=backend)
+
+  if mode == "fwd":
+    return jax.jit(forward)
+
+  def forward_backward(a, b):
+    out, vjp = jax.vjp(forward, a, b)
+    return out, vjp((b, b[:, -1]))  # any cotangent of the same shape does: b stands in for dh
+
+  return jax.jit(forward_backward)
+
+
+def measure(backend: str, mode: str, batch: int, length: int, channels: int, repeats: int) -> dict:
+  """One configuration: compile time, best wall and CPU seconds of `repeats` runs."""
+  import jax
+
+  a, b = _inputs(batch, length, channels)
+  start = time.perf_counter()
+  program = _program(backend, mode).lower(a, b).compile()
+  compile_s = time.perf_counter() - start
+  jax.block_until_ready(program(a, b))
+  wall, cpu = float("inf"), float("inf")
+  for _ in range(repeats):
+    w, c = time.perf_counter(), time.process_time()
+    jax.block_until_ready(program(a, b))
+    wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - c)
+  tokens = batch * length
+  return {"backend": backend, "length": length, "mode": mode, "tokens_per_s": round(tokens / wall),
+          "tokens_per_cpu_s": round(tokens / cpu), "batch": batch, "compile_s": round(compile_s, 2)}
+
+
+def _fitting_batch(backend: str, mode: str, batch: int, length: int, channels: int, budget_gib: float) -> int:
+  """The largest batch <= `batch` (halving) whose working set fits the budget; 0 if not even 1 does."""
+  array_gib = length * channels * 8 / 2**30
+  while batch and _WORKING_SET[mode][backend] * batch * array_gib > budget_gib:
+    batch //= 2
+  return batch
+
+
+def _summary(results: list[dict], bound: dict[str, float]) -> dict:
+  from hrnn.scan import default_backend
+
+  default = default_backend()
+  longest = max((r["length"] for r in results if r["backend"] == default), default=None)
+  summary = {"default_backend": default, "length": longest}
+  for mode in ("fwd", "fwd_bwd"):
+    pick = {r["backend"]: r for r in results if r["length"] == longest and r["mode"] == mode}
+    if default in pick:
+      summary[f"{mode}_bandwidth_bound_over_default"] = round(bound[mode] / pick[default]["tokens_per_s"], 2)
+      if "associative" in pick:
+        summary[f"{mode}_default_over_associative"] = round(
+            pick[default]["tokens_per_s"] / pick["associative"]["tokens_per_s"], 2)
+  return summary
+
+
+def run(args):
+  from tqdm import tqdm
+
+  backends = args.backends.split(",")
+  budget = args.memory_gib if args.memory_gib is not None else 0.6 * available_gib()
+  bandwidth = copy_bandwidth_gbps()
+  bound = {mode: bandwidth * 1e9 / (n * args.channels * 8) for mode, n in _ARRAYS_MOVED.items()}
+  results, skipped, stopped = [], [], set()
+  configs = [(backend, mode, 2**k) for k in range(args.min_log2, args.max_log2 + 1)
+             for backend in backends for mode in ("fwd", "fwd_bwd")]
+  for backend, mode, length in tqdm(configs, desc="scan bench"):
+    entry = {"backend": backend, "length": length, "mode": mode}
+    if (backend, mode) in stopped:
+      skipped.append({**entry, "reason": f"a shorter length took over {args.time_limit:g} s"})
+      continue
+    batch = _fitting_batch(backend, mode, args.batch, length, args.channels, budget)
+    if not batch:
+      skipped.append({**entry, "reason": f"does not fit {budget:.1f} GiB even at batch 1"})
+      continue
+    result = measure(backend, mode, batch, length, args.channels, args.repeats)
+    result["bandwidth_bound_tokens_per_s"] = round(bound[mode])
+    results.append(result)
+    if batch * length / result["tokens_per_s"] > args.time_limit:
+      stopped.add((backend, mode))
+  report = {"bandwidth_GBps": round(bandwidth, 2), "channels": args.channels, "memory_budget_gib": round(budget, 1),
+            "cpu_count": os.cpu_count(), "results": results, "skipped": skipped,
+            "summary": _summary(results, bound)}
+  if args.json:
+    print(json.dumps(report))
+    return
+  print(f"copy bandwidth {report['bandwidth_GBps']} GB/s; bound fwd {bound['fwd']:,.0f} tokens/s, "
+        f"fwd_bwd {bound['fwd_bwd']:,.0f} tokens/s ({args.channels} complex channels)")
+  print(f"{'backend':<12} {'mode':<8} {'length':>8} {'batch':>5} {'tokens/s':>12} {'tokens/cpu-s':>13} {'compile s':>9}")
+  for r in results:
+    print(f"{r['backend']:<12} {r['mode']:<8} {r['length']:>8} {r['batch']:>5} {r['tokens_per_s']:>12,} "
+          f"{r['tokens_per_cpu_s']:>13,} {r['compile_s']:>9}")
+  for s in skipped:
+    print(f"skipped {s['backend']} {s['mode']} {s['length']}: {s['reason']}")
+  print("summary:", json.dumps(report["summary"]))
