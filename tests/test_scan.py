@@ -177,3 +177,22 @@ def test_context_parallel_matches_unsharded(backend):
     assert rel_err(lasts.reshape(2, shards, 3), want_h[:, step - 1::step]) < 2e-6
     for got, want in zip(grads, want_grads):
       assert rel_err(got, want) < 2e-6
+
+
+def test_bench_scan_json(capsys):
+  # `hrnn bench scan --json` prints one object: bandwidth_GBps and results with backend, length, mode, tokens_per_s.
+  import argparse
+  import json
+
+  from hrnn.bench import scan as bench
+
+  parser = argparse.ArgumentParser()
+  bench.add_arguments(parser)
+  bench.run(parser.parse_args(["--backends", "linear,chunked", "--min-log2", "4", "--max-log2", "5",
+                               "--channels", "2", "--repeats", "1", "--json"]))
+  report = json.loads(capsys.readouterr().out)
+  assert report["bandwidth_GBps"] > 0
+  assert [(r["backend"], r["length"], r["mode"]) for r in report["results"]] == [
+      (backend, length, mode) for length in (16, 32) for backend in ("linear", "chunked") for mode in ("fwd", "fwd_bwd")]
+  assert all(r["tokens_per_s"] > 0 and r["batch"] == 4 for r in report["results"])
+  assert report["summary"]["default_backend"] == "chunked" and report["summary"]["length"] == 32
