@@ -147,8 +147,7 @@ def step(params: dict[str, jax.Array], h: jax.Array, u: jax.Array) -> tuple[jax.
   n_c = u.shape[-1] // 2
   w = params["gates_w"]
   blocks, block_in, block_out = w.shape
-  # Block-diagonal map as a broadcast multiply-add: G tiny matmuls would each cost more than their arithmetic.
-  gates = jnp.sum(u.reshape(-1, blocks, block_in, 1) * w, axis=2) + params["gates_b"]  # [B, G, 2 n_c/G]
+  gates = jnp.einsum("bgi,gio->bgo", u.reshape(-1, blocks, block_in), w) + params["gates_b"]  # [B, G, 2 n_c/G]
   gates = jax.nn.sigmoid(gates)
   g_x = gates[..., :block_out // 2].reshape(-1, n_c)
   g_a = gates[..., block_out // 2:].reshape(-1, n_c)
