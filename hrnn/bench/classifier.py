@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-HELP = "Train the CPU-sized digit classifier on full sc09-espeak: test accuracy (target >= 95%) and reference rows."
+HELP = "Train the CPU-sized digit classifier on full sc09-espeak: test accuracy (target >= 95%%) and reference rows."
 TARGET_ACCURACY = 0.95
 
 
