@@ -121,8 +121,9 @@ def make_optimizer(config: TrainConfig, schedule: optax.Schedule) -> optax.Gradi
 def make_mesh(config: TrainConfig) -> Mesh:
   """The ("data", "seq") mesh of a run: `mesh_seq` devices along time, the rest (or `mesh_data`) along rows."""
   seq = config.mesh_seq
-  data_devices = config.mesh_data or jax.device_count() // seq
   rows = config.batch_size // config.grad_accum
+  # Default: as many devices along the data axis as divide the micro-batch (all of them when the batch allows).
+  data_devices = config.mesh_data or math.gcd(rows, jax.device_count() // seq)
   if rows % data_devices or config.batch_size % jax.process_count():
     raise ConfigError(
         f"TrainConfig.batch_size={config.batch_size}: each of the grad_accum={config.grad_accum} micro-batches "
