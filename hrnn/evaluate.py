@@ -9,6 +9,7 @@ evaluates with the EMA weights; `hrnn eval` loads them with `hrnn.checkpoint.loa
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -53,7 +54,7 @@ def make_eval_step(graphdef: nnx.GraphDef, mesh: Mesh):
 def split_nll(eval_step, state: nnx.State, model_config: ModelConfig, ds, batch_size: int, *, seq_len: int,
               mesh: Mesh, progress: bool = False) -> float:
   """Bits per sample over every example of `ds` with a step from `make_eval_step` and the model state."""
-  state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))  # weights: a copy on every device
+  state = replicate(state, mesh)
   total = count = 0.0
   shards = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
   batches = data.batches(ds, batch_size, seq_len, seed=0, epoch=0, **shards)
@@ -71,3 +72,20 @@ def to_mesh(batch: dict[str, np.ndarray], model_config: ModelConfig, mesh: Mesh)
   sizes the sharded model accepts (`hrnn.sharding.pad_for_mesh`)."""
   tokens, mask = sharding.pad_for_mesh(batch["tokens"], batch["mask"], model_config, mesh)
   return sharding.shard_batch({"tokens": tokens, "mask": mask}, mesh)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """The sharding of weights and optimiser state: a full copy on every device of the mesh."""
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def replicate(tree, mesh: Mesh):
+  """A pytree of arrays (identical on every process) as global arrays replicated over the mesh; unlike
+  `jax.device_put`, this also works when the mesh spans several processes."""
+
+  def put(x):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    return jax.make_array_from_process_local_data(replicated(mesh), np.asarray(x))
+
+  return jax.tree.map(put, tree)

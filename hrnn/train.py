@@ -37,13 +37,14 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from hrnn import data, sharding
+from hrnn.blocks import compiler_options
 from hrnn.checkpoint import Checkpoints, CheckpointError, read_config, write_config
 from hrnn.config import ConfigError, TrainConfig
-from hrnn.evaluate import make_eval_step, split_nll, to_mesh
+from hrnn.evaluate import make_eval_step, replicate, replicated, split_nll, to_mesh
 from hrnn.model import HarmonicRNN, nll_bits
 
 METRICS_FILE = "metrics.jsonl"
@@ -132,11 +133,6 @@ def make_mesh(config: TrainConfig) -> Mesh:
   return sharding.make_mesh(data=data_devices, seq=seq)
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-  """The sharding of parameters and optimiser state: a full copy on every device."""
-  return NamedSharding(mesh, PartitionSpec())
-
-
 def model_graph(config: TrainConfig, *, dropout: bool) -> nnx.GraphDef:
   """The structure of the run's model with dropout on (training) or off (no parameters are created)."""
   abstract = nnx.eval_shape(lambda: HarmonicRNN(config.model, rngs=nnx.Rngs(config.seed)))
@@ -210,7 +206,8 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, optimizer: opta
     grads = jax.tree.map(lambda g: g / count, grads)
     return apply_update(state.replace(rngs=rngs), grads, bits / count, config, optimizer, schedule)
 
-  return jax.jit(train_step, out_shardings=replicated(mesh), donate_argnums=0)
+  return jax.jit(train_step, out_shardings=replicated(mesh), donate_argnums=0,
+                 compiler_options=compiler_options(config.model))  # keeps remat effective on CPU
 
 
 class MetricsLog:
@@ -420,7 +417,7 @@ def _initial_or_resumed_state(config: TrainConfig, optimizer: optax.GradientTran
   step = checkpoints.latest_step()
   if step is None:
     log.truncate_after(0)
-    return jax.device_put(init_state(config, optimizer), replicated(mesh))
+    return replicate(init_state(config, optimizer), mesh)
   abstract = jax.eval_shape(lambda: init_state(config, optimizer).items())
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh)), abstract)
   items, meta = checkpoints.restore(abstract, step)

@@ -19,7 +19,7 @@ import pytest
 
 from hrnn import data, sharding, train
 from hrnn.config import ConfigError
-from hrnn.evaluate import to_mesh
+from hrnn.evaluate import replicate, to_mesh
 from train_fixtures import (TINY_MODEL, assert_bit_identical, checkpoint_arrays, compile_cache,  # noqa: F401
                             data_root, read_metrics, run_config)
 
@@ -147,7 +147,7 @@ def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):
   for data_devices, seq, accumulate in ((1, 1, 1), (4, 2, 2)):
     mesh = sharding.make_mesh(data=data_devices, seq=seq)
     placed = to_mesh(batch, config.model, mesh)
-    on_mesh = jax.device_put(state, train.replicated(mesh))
+    on_mesh = replicate(state, mesh)
     step = jax.jit(lambda p, r, t, m: train.summed_gradients(graphdef, p, r, t, m, mesh, accumulate))
     results.append(step(on_mesh.params, on_mesh.rngs, placed["tokens"], placed["mask"]))
   (bits_1, count_1, grads_1, _), (bits_8, count_8, grads_8, _) = results
@@ -176,7 +176,7 @@ sys.exit(main(["train", "--config", sys.argv[3], "--workdir", sys.argv[4], "--no
 def test_two_processes_each_feeding_half_the_batch(data_root, compile_cache, tmp_path):
   """Two local processes of one device each (jax.distributed over gloo) train what one process with two devices
   trains."""
-  config = run_config(data_root, steps=4, checkpoint_every=4)
+  config = run_config(data_root, steps=4, checkpoint_every=4, mesh_data=None)  # every device of every process
   config_file = tmp_path / "config.json"
   config_file.write_text(json.dumps(config.to_dict()))
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}

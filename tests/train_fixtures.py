@@ -10,7 +10,6 @@ import json
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from hrnn import data
@@ -57,13 +56,22 @@ def read_metrics(workdir) -> list[dict]:
 
 
 def checkpoint_arrays(workdir, step: int) -> dict[str, list[np.ndarray]]:
-  """Every array of checkpoint `step` as numpy (PRNG keys as their key data), per item."""
-  with ocp.CheckpointManager(workdir / "checkpoints") as manager:
-    args = ocp.args.Composite(**{name: ocp.args.StandardRestore() for name in ITEMS})
-    restored = manager.restore(step, args=args)
+  """Every array of checkpoint `step` as numpy (PRNG keys as their key data), per item, read onto one device
+  whatever the devices that wrote it."""
+  from hrnn import train
+  from hrnn.checkpoint import Checkpoints, read_config
+
+  config = read_config(workdir)
+  optimizer = train.make_optimizer(config, train.learning_rate_schedule(config, 1))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          jax.eval_shape(lambda: train.init_state(config, optimizer).items()))
+  checkpoints = Checkpoints(workdir)
+  items, _ = checkpoints.restore(abstract, step)
+  checkpoints.close()
   as_numpy = lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
                                   else x)
-  return {name: [as_numpy(x) for x in jax.tree.leaves(restored[name])] for name in ITEMS}
+  return {name: [as_numpy(x) for x in jax.tree.leaves(items[name])] for name in ITEMS}
 
 
 def assert_bit_identical(a: dict[str, list[np.ndarray]], b: dict[str, list[np.ndarray]]) -> None:
