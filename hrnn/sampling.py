@@ -10,11 +10,14 @@ functions in hrnn/lru.py, blocks.py, pooling.py, model.py). This module drives t
   a pooling window and step their inner level); the first token of a block has depth L. A block is
 
     block    = token(depth L); after(L)
-    after(m) = after(m-1); then for j = 1 .. p_{m-1}-1: token(depth m-1, offset j); after(m-1)    after(0) = {}
+    after(1) = for j = 1 .. p_0-1: token(depth 0, offset j)                                  after(0) = {}
+    after(m) = for j = 0 .. p_{m-1}-1: [token(depth m-1, offset j) if j > 0]; after(m-1)     (m >= 2)
 
-  so each token runs exactly the layers it needs and no token branches. Runs that do not start or end on a block
-  boundary (after a prompt, or a length that is not a multiple of R) take their first and last tokens through
-  `hrnn.model.step`, which picks the depth with a `lax.switch`.
+  so each token runs exactly the layers it needs. The only branch, `j > 0` at levels >= 2, runs once per >= 2
+  tokens and keeps a single copy of each token kind in the compiled program (short compiles). Runs start on a
+  block boundary: a prompt's whole blocks are prefilled and its last few tokens forced through the loop; a length
+  that is not a multiple of R runs the last block to its end and drops the surplus. `hrnn.model.step` (a
+  `lax.switch` on the depth) takes single steps at any position.
 - Sampling is categorical with temperature, keyed by (seed, stream, position): a stream's samples do not depend on
   the batch size or on how the run is chunked.
 - `generate`: batches of streams, prompt prefill, tokens decoded (mu-law or linear) and appended to 16 kHz WAV
@@ -90,8 +93,8 @@ def prefill(model: HarmonicRNN, tokens: jax.Array) -> tuple[jax.Array, dict]:
 
 def _run_blocks(params: dict, carry: tuple, n_blocks: jax.Array, emit: Emit) -> tuple:
   """Runs `n_blocks` (may be traced) blocks of R tokens from carry = (state, token, extra) at a multiple of R,
-  as nested scans over the pooling hierarchy (module docstring). The step taken at time t is the deepest one it
-  needs; the window starts of levels >= 2 choose theirs with a `lax.cond` (once per >= 2 tokens)."""
+  as nested scans over the pooling hierarchy (module docstring); `emit` turns each step's logits into the next
+  input."""
   factors = model_lib.step_pool_factors(params)
 
   def token_at(depth, carry, offset):
@@ -126,8 +129,8 @@ def _run_blocks(params: dict, carry: tuple, n_blocks: jax.Array, emit: Emit) -> 
 def categorical(keys: jax.Array, pos: jax.Array, logits: jax.Array, temperature: jax.Array) -> jax.Array:
   """Draws token ~ softmax(logits / temperature) per row by inverse CDF with u = uniform(fold_in(key, pos)).
 
-  One uniform per stream instead of a Gumbel variate per class: the random bits otherwise cost more than a tenth
-  of a step on a CPU. keys [B], logits [B, K] -> int32 [B].
+  One uniform per stream instead of a Gumbel variate per class (whose random bits cost about 5% of a paper-preset
+  step on a CPU). keys [B], logits [B, K] -> int32 [B].
   """
   u = jax.vmap(lambda key: jax.random.uniform(jax.random.fold_in(key, pos)))(keys)
   scaled = logits / temperature
@@ -158,8 +161,8 @@ def sample_chunk(step_model: StepModel, state: dict, token: jax.Array, keys: jax
     keys: [B] PRNG keys, one per stream; the token at position t is drawn with fold_in(key, t).
     temperature: scalar > 0 dividing the logits.
     n_blocks: int scalar, the number of blocks of R tokens to take.
-    forced: int [B, F], given tokens for positions t0 .. t0+F-1 (the rest of a prompt) ...
-    forced_end: ... used at positions < forced_end (t0 + F, or 0 when there are none).
+    forced: int [B, R], given tokens for positions t0, t0+1, ... (the rest of a prompt, zero-padded) ...
+    forced_end: ... taken instead of samples at positions < forced_end (t0 when there are none).
     length: static size of the returned buffer.
 
   Returns:
