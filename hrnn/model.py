@@ -11,6 +11,9 @@
 
 Inputs whose length is not a multiple of the total pool factor are right-padded inside and cropped back; because
 the network is causal the padding never changes the outputs at real positions.
+
+Step mode (generation, `hrnn.sampling`): `HarmonicRNN.step_params()` gives fused plain arrays, `init_state` /
+`step` / `token_step` advance one token, `HarmonicRNN.prefill` runs the parallel forward and returns the state.
 """
 
 from __future__ import annotations
@@ -188,7 +191,7 @@ def step_depth(factors: tuple[int, ...], pos: jax.Array) -> tuple[jax.Array, jax
 
 def token_step(params: dict, state: dict, token: jax.Array, offset: jax.Array, *,
                depth: int) -> tuple[dict, jax.Array]:
-  """One step of the whole model with a static `depth` and `offset` (see `level_step` and `step_depth`).
+  """One step of the whole model at a static `depth` with a traced `offset` (see `level_step`, `step_depth`).
 
   token: int [B], the previous token x_{t-1} (START_TOKEN at t = 0) -> (state, logits [B, num_classes] for x_t).
   """
