@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -19,9 +20,11 @@ from pathlib import Path
 from hrnn import paper
 from hrnn.errors import HrnnError
 from hrnn.results import cpu_model, markdown_table, now
+from hrnn.scales import Scale, get_scale
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STATUS_FILE = "run_status.json"
+COMPILATION_CACHE = Path.home() / ".cache" / "hrnn" / "jax"  # unless $JAX_COMPILATION_CACHE_DIR is set
 
 
 class NotebookError(HrnnError):
@@ -107,15 +110,39 @@ def run_notebooks(preset: str, out: str | os.PathLike, only: list[str] | None = 
   notebooks = find_notebooks(notebooks_dir, only)
   params = {"preset": preset, "out": str(out), **(parameters or {})}
   runs = []
-  bar = tqdm(notebooks, desc=f"notebooks ({preset})", unit="notebook")
-  for notebook in bar:
-    bar.set_postfix_str(notebook.stem)
-    run = run_notebook(notebook, out, params, kernel_name)
-    runs.append(run)
-    status = "ok" if run.ok else f"FAILED at {run.error}"
-    tqdm.write(f"{notebook.stem}: {status} ({run.seconds:.0f} s)")
+  with kernel_environment(get_scale(preset)):
+    bar = tqdm(notebooks, desc=f"notebooks ({preset})", unit="notebook")
+    for notebook in bar:
+      bar.set_postfix_str(notebook.stem)
+      run = run_notebook(notebook, out, params, kernel_name)
+      runs.append(run)
+      status = "ok" if run.ok else f"FAILED at {run.error}"
+      tqdm.write(f"{notebook.stem}: {status} ({run.seconds:.0f} s)")
   _write_status(out, preset, runs)
   return runs
+
+
+@contextlib.contextmanager
+def kernel_environment(scale: Scale):
+  """The environment the notebook kernels inherit while the notebooks run (restored afterwards):
+
+  - JAX_COMPILATION_CACHE_DIR (unless set): the notebooks compile the same functions for the same shapes again and
+    again (the baseline of one is the baseline of the next); JAX's persistent cache compiles each once.
+  - XLA_FLAGS: the scale's `xla_flags` appended.
+  """
+  saved = {k: os.environ.get(k) for k in ("JAX_COMPILATION_CACHE_DIR", "XLA_FLAGS")}
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(COMPILATION_CACHE))
+  flags = f"{os.environ.get('XLA_FLAGS', '')} {scale.xla_flags}".strip()
+  if flags:
+    os.environ["XLA_FLAGS"] = flags
+  try:
+    yield
+  finally:
+    for key, value in saved.items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value
 
 
 def _write_status(out: Path, preset: str, runs: list[NotebookRun]):

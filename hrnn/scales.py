@@ -47,7 +47,8 @@ class Scale:
   sc09: str  # dataset of the SC09 experiments (Fig. 2, Tables 1-3, FID/IS)
   beethoven: str  # Table 4
   youtubemix: str
-  data_size: str  # size argument of hrnn.data.prepare for the embedded datasets
+  sc09_size: str  # size of an embedded SC09 stand-in (hrnn.data.prepare); ignored for real datasets
+  music_size: str  # size of the embedded Beethoven / YouTubeMix stand-ins
   steps: int | None  # training steps of an SC09 run (None: use epochs)
   epochs: int | None  # training epochs of a run (None: use steps)
   music_steps: int | None  # training steps of a Beethoven / YouTubeMix run (None: use epochs)
@@ -55,6 +56,8 @@ class Scale:
   seq_len: int | None
   music_seq_len: int | None
   eval_every: int  # steps between validation evaluations (the curves of Fig. 2)
+  music_eval_batch: int | None  # evaluation batch of whole music clips (None: batch_size); 1 bounds CPU memory
+  ema_decay: float  # EMA of the weights (paper 0.999: a horizon of ~1,000 steps, longer than a CPU run)
   n_samples: int  # generated SC09 clips scored by FID / IS / mIS / AM (the classifier metrics need >= 10)
   sample_tokens: int | None  # tokens per generated SC09 clip (None: the dataset's 16,000, one second)
   music_sample_tokens: int  # tokens per generated Beethoven / YouTubeMix sample
@@ -62,6 +65,7 @@ class Scale:
   classifier_size: str | None  # hrnn.metrics classifier size; None = SaShiMi's on a GPU, "cpu" otherwise
   classifier_epochs: int  # training epochs of the SC09 digit classifier
   listen: int  # samples per model shown and played in the notebooks
+  xla_flags: str = ""  # added to $XLA_FLAGS of the notebook kernels by `hrnn reproduce`
   seed: int = 0
 
   def __post_init__(self):
@@ -79,19 +83,21 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "smoke": Scale(
         name="smoke", model="smoke", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
-        data_size="tiny", steps=4, epochs=None, music_steps=2, batch_size=4, seq_len=1600, music_seq_len=1600,
-        eval_every=2, n_samples=12, sample_tokens=1600, music_sample_tokens=1600, likelihood_band=False,
-        classifier_size="tiny", classifier_epochs=1, listen=2),
+        sc09_size="tiny", music_size="tiny", steps=4, epochs=None, music_steps=2, batch_size=4, seq_len=1600,
+        music_seq_len=1600, eval_every=2, music_eval_batch=1, ema_decay=0.5, n_samples=12, sample_tokens=1600,
+        music_sample_tokens=1600, likelihood_band=False, classifier_size="tiny", classifier_epochs=1, listen=2,
+        # Smoke runs are all compilation: unoptimised code compiles in 2/3 of the time (and runs 2x slower).
+        xla_flags="--xla_backend_optimization_level=0"),
     "cpu": Scale(
         name="cpu", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
-        data_size="small", steps=600, epochs=None, music_steps=300, batch_size=16, seq_len=4000,
-        music_seq_len=16000, eval_every=100, n_samples=128, sample_tokens=None, music_sample_tokens=64000,
-        likelihood_band=False, classifier_size=None, classifier_epochs=10, listen=4),
+        sc09_size="small", music_size="small", steps=200, epochs=None, music_steps=50, batch_size=4, seq_len=4000,
+        music_seq_len=16000, eval_every=50, music_eval_batch=1, ema_decay=0.98, n_samples=64, sample_tokens=None,
+        music_sample_tokens=64000, likelihood_band=False, classifier_size=None, classifier_epochs=30, listen=4),
     "paper": Scale(
         name="paper", model="paper", sc09="sc09", beethoven="beethoven", youtubemix="youtubemix",
-        data_size="full", steps=None, epochs=500, music_steps=None, batch_size=32, seq_len=None,
-        music_seq_len=None, eval_every=1000, n_samples=10240, sample_tokens=None, music_sample_tokens=960_000,
-        likelihood_band=True, classifier_size=None, classifier_epochs=200, listen=8),
+        sc09_size="full", music_size="full", steps=None, epochs=500, music_steps=None, batch_size=32,
+        seq_len=None, music_seq_len=None, eval_every=1000, music_eval_batch=None, ema_decay=0.999, n_samples=10240, sample_tokens=None,
+        music_sample_tokens=960_000, likelihood_band=True, classifier_size=None, classifier_epochs=200, listen=8),
 }
 
 

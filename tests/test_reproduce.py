@@ -1,6 +1,7 @@
 """hrnn.reproduce: the papermill runner (failures isolated and named) and the results README."""
 
 import json
+import os
 
 import nbformat
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 
 from hrnn import paper, reproduce
 from hrnn.results import save_table
+from hrnn.scales import get_scale
 
 
 def _notebook(path, *cells):
@@ -114,3 +116,15 @@ def test_readme_header_row_pairs_paper_and_run_columns(tmp_path):
   assert header in text
   # dense: paper (1, 7.8, 1.956) beside this run's (0.5, 1.5, 2.5).
   assert "| dense | 1 | 0.5 | 7.8 | 1.5 | 1.956 | 2.5 |" in text
+
+
+def test_kernel_environment_adds_the_scale_flags_and_restores(monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--user_flag")
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  with reproduce.kernel_environment(get_scale("smoke")):
+    assert os.environ["XLA_FLAGS"] == f"--user_flag {get_scale('smoke').xla_flags}"
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(reproduce.COMPILATION_CACHE)
+  assert os.environ["XLA_FLAGS"] == "--user_flag" and "JAX_COMPILATION_CACHE_DIR" not in os.environ
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
+  with reproduce.kernel_environment(get_scale("cpu")):
+    assert os.environ["XLA_FLAGS"] == "--user_flag" and os.environ["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
