@@ -195,4 +195,5 @@ def test_bench_scan_json(capsys):
   assert [(r["backend"], r["length"], r["mode"]) for r in report["results"]] == [
       (backend, length, mode) for length in (16, 32) for backend in ("linear", "chunked") for mode in ("fwd", "fwd_bwd")]
   assert all(r["tokens_per_s"] > 0 and r["batch"] == 4 for r in report["results"])
-  assert report["summary"]["default_backend"] == "chunked" and report["summary"]["length"] == 32
+  summary = report["summary"]
+  assert summary["default_backend"] == "chunked" and summary["fwd"]["length"] == summary["fwd_bwd"]["length"] == 32
