@@ -62,7 +62,7 @@ def test_quickstart_runs_at_smoke(tmp_path, kernel_env):
   runs = reproduce.run_notebooks("smoke", tmp_path, only=["00"])
   assert [r.error for r in runs] == [None]
   assert "quickstart" in _tables(tmp_path)
-  assert list((tmp_path / "samples").glob("*.wav")) and list((tmp_path / "plots").glob("*.png"))
+  assert list((tmp_path / "samples").rglob("*.wav")) and list((tmp_path / "plots").glob("*.png"))
   executed = nbformat.read(tmp_path / "notebooks" / "00_quickstart.ipynb", as_version=4)
   assert any(o.get("output_type") == "display_data" and "text/html" in o.get("data", {})
              for c in executed.cells if c.cell_type == "code" for o in c.outputs), "plays audio inline"
