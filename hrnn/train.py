@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import math
 import signal
@@ -113,10 +112,8 @@ def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Sched
 
 
 def make_optimizer(config: TrainConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """Global-norm clipping followed by AdamW."""
-  return optax.chain(
-      optax.clip_by_global_norm(config.clip_norm),
-      optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay))
+  """AdamW (its input is clipped by `apply_update`, which needs the gradient norm anyway)."""
+  return optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
 
 
 def make_mesh(config: TrainConfig) -> Mesh:
@@ -179,9 +176,12 @@ def summed_gradients(graphdef: nnx.GraphDef, params: nnx.State, rngs: nnx.State,
 def apply_update(state: TrainState, grads: nnx.State, loss: jax.Array, config: TrainConfig,
                  optimizer: optax.GradientTransformation,
                  schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer step from the mean-loss gradient, skipped (and counted) when not finite or exploding."""
+  """One optimizer step from the mean-loss gradient: clipped to global norm `clip_norm`, skipped (and counted)
+  when the loss or the norm is not finite or the norm is >= `skip_norm`."""
   grad_norm = optax.global_norm(grads)
   ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (grad_norm < config.skip_norm)
+  scale = jnp.where(grad_norm < config.clip_norm, 1.0, config.clip_norm / grad_norm)
+  grads = jax.tree.map(lambda g: g * scale, grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   ema = jax.tree.map(lambda e, p: config.ema_decay * e + (1.0 - config.ema_decay) * p, state.ema, params)
@@ -320,6 +320,7 @@ class _TrainLoop:
     self.checkpoints, self.log = checkpoints, log
     self.steps_per_epoch, self.seq_len, self.total_steps = steps_per_epoch, seq_len, total_steps
     self.eval_step = make_eval_step(model_graph(config, dropout=False), mesh)
+    self.splits = {}  # split name -> dataset, loaded at the first evaluation
 
   def run(self, state: TrainState, train_step, batches: Iterator[dict], signals: StopSignals,
           progress: bool) -> TrainState:
@@ -374,7 +375,9 @@ class _TrainLoop:
 
   def evaluate(self, state: TrainState, split: str, progress: bool) -> float:
     """NLL of the EMA weights on a split; logged as {"step", "split", "nll_bits"}."""
-    ds = data.load_split(self.config.dataset, split, root=self.config.data_root)
+    if split not in self.splits:
+      self.splits[split] = data.load_split(self.config.dataset, split, root=self.config.data_root)
+    ds = self.splits[split]
     nll = split_nll(self.eval_step, nnx.merge_state(state.ema, state.rngs), self.config.model, ds,
                     self.config.eval_batch_size or self.config.batch_size,
                     seq_len=data.get_spec(self.config.dataset).length, mesh=self.mesh, progress=progress)

@@ -12,7 +12,7 @@ import pytest
 from hrnn import train
 from hrnn.checkpoint import CheckpointError, Checkpoints, fingerprint, latest_step, load_model, read_config
 from hrnn.cli import main
-from train_fixtures import TINY_MODEL, compile_cache, data_root, run_config, saved_run  # noqa: F401
+from train_fixtures import TINY_MODEL, data_root, run_config, saved_run  # noqa: F401
 
 
 def _tree_digest(directory) -> dict[str, str]:
