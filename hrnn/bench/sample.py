@@ -3,12 +3,13 @@
 One JSON object with
 - tokens_per_s: generated tokens per second, all streams together, after compilation (best of --repeats runs);
   tokens_per_cpu_s: the same per second of this process's CPU time, steadier on a shared machine;
-- compile_s: compiling the sampling program; peak_rss_mb: the process's peak resident memory;
+- compile_s (compile_cpu_s): compiling the sampling program; peak_rss_mb: the process's peak resident memory;
 - naive_tokens_per_s: a sampler that recomputes the parallel forward over the whole (padded) prefix for every
   token, on --naive-tokens tokens;
 - flops_per_token: matmul FLOPs per generated token from the model's shapes (each level weighted by its rate;
-  elementwise work not counted); matmul_flops_per_s: measured on the full-rate level's matmuls at this batch;
-  flop_bound_tokens_per_s: their ratio, the speed if the sampler did nothing but those matmuls.
+  elementwise work not counted); matmul_flops_per_s (per_cpu_s): measured on the full-rate level's matmuls at this
+  batch; flop_bound_tokens_per_s (per_cpu_s): their ratio, the speed if the sampler did nothing but those matmuls;
+  fraction_of_bound: tokens_per_cpu_s over flop_bound_tokens_per_cpu_s.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def matmuls_per_token(params: dict) -> list[tuple[float, int]]:
     level, rate = level["inner"], rate * p
 
 
-def matmul_flops_per_s(params: dict, batch: int, repeats: int, iterations: int = 200) -> float:
-  """FLOP/s of the full-rate level's dense matmuls (and the head) at this batch, run as one compiled loop."""
+def matmul_flops_per_s(params: dict, batch: int, repeats: int, iterations: int = 200) -> tuple[float, float]:
+  """FLOP/s of the full-rate level's dense matmuls (and the head) at this batch, run as one compiled loop, per
+  second of wall-clock time and per second of CPU time."""
   import jax
   import jax.numpy as jnp
 
@@ -81,8 +83,9 @@ def matmul_flops_per_s(params: dict, batch: int, repeats: int, iterations: int =
 
   xs = [jnp.ones((batch, w.shape[0]), jnp.float32) for w in weights]
   jax.block_until_ready(loop(weights, xs))
-  wall, _ = _best_time(lambda: jax.block_until_ready(loop(weights, xs)), repeats)
-  return 2.0 * batch * iterations * sum(w.size for w in weights) / wall
+  wall, cpu = _best_time(lambda: jax.block_until_ready(loop(weights, xs)), repeats)
+  flops = 2.0 * batch * iterations * sum(w.size for w in weights)
+  return flops / wall, flops / cpu
 
 
 def naive_tokens_per_s(model, batch: int, n_tokens: int, repeats: int) -> float:
@@ -134,25 +137,27 @@ def benchmark(preset: str, batch: int, tokens: int, repeats: int = 3, naive_toke
   args = (step_model, step_model.init_state(batch), jnp.full((batch,), START_TOKEN, jnp.int32),
           jax.random.split(jax.random.key(0), batch), jnp.float32(1.0), jnp.int32(n_blocks),
           jnp.zeros((batch, total_pool), jnp.int32), jnp.int32(0))
-  start = time.perf_counter()
+  wall, cpu = time.perf_counter(), time.process_time()
   compiled = sampling.sample_chunk.lower(*args, length=n_blocks * total_pool).compile()
-  compile_s = time.perf_counter() - start
+  compile_s, compile_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
   wall, cpu = _best_time(lambda: jax.block_until_ready(compiled(*args)), repeats)
   generated = n_blocks * total_pool * batch
   flops_per_token = 2.0 * sum(uses * macs for uses, macs in matmuls_per_token(step_model.params))
-  flop_rate = matmul_flops_per_s(step_model.params, batch, repeats)
+  flop_rate, flop_rate_cpu = matmul_flops_per_s(step_model.params, batch, repeats)
   result = {
       "benchmark": "sample", "preset": preset, "batch": batch, "tokens": n_blocks * total_pool,
       "repeats": repeats, "tokens_per_s": generated / wall, "tokens_per_cpu_s": generated / cpu,
-      "compile_s": compile_s,
+      "compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
   }
   if naive_tokens > 0:
     naive = naive_tokens_per_s(model, batch, naive_tokens, repeats)
     result.update(naive_tokens=naive_tokens, naive_tokens_per_s=naive, speedup_vs_naive=result["tokens_per_s"] / naive)
   result.update(
-      flops_per_token=flops_per_token, matmul_flops_per_s=flop_rate,
+      flops_per_token=flops_per_token, matmul_flops_per_s=flop_rate, matmul_flops_per_cpu_s=flop_rate_cpu,
       flop_bound_tokens_per_s=flop_rate / flops_per_token,
-      fraction_of_bound=result["tokens_per_s"] / (flop_rate / flops_per_token),
+      flop_bound_tokens_per_cpu_s=flop_rate_cpu / flops_per_token,
+      # Per CPU second: wall-clock times on a shared machine swing with the other processes' load.
+      fraction_of_bound=result["tokens_per_cpu_s"] / (flop_rate_cpu / flops_per_token),
       peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       device=f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}, {os.cpu_count()} cores)",
       load_average=load)
