@@ -66,7 +66,7 @@ class StepModel:
 
   @classmethod
   def from_model(cls, model: HarmonicRNN) -> StepModel:
-    return cls(jax.jit(lambda graph, state: nnx.merge(graph, state).step_params())(*nnx.split(model)))
+    return cls(_step_params(model))
 
   @property
   def pool_factors(self) -> tuple[int, ...]:
@@ -83,6 +83,11 @@ class StepModel:
   def step(self, state: dict, token: jax.Array) -> tuple[dict, jax.Array]:
     """One token at any position: int [B] -> (state, logits [B, num_classes])."""
     return model_lib.step(self.params, state, token)
+
+
+@nnx.jit
+def _step_params(model: HarmonicRNN) -> dict:
+  return model.step_params()
 
 
 @nnx.jit
