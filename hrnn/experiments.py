@@ -91,8 +91,8 @@ def run_config(scale: Scale, variant: str, dataset: str) -> TrainConfig:
                       batch_size=scale.batch_size, seq_len=seq_len, crop=seq_len is not None and seq_len < spec.length,
                       steps=steps, epochs=None if steps is not None else scale.epochs,
                       eval_every=None if music else scale.eval_every,
-                      eval_batch_size=scale.music_eval_batch if music else None, ema_decay=scale.ema_decay,
-                      seed=scale.seed)
+                      eval_batch_size=scale.music_eval_batch if music else None,
+                      mesh_seq=scale.music_mesh_seq if music else 1, ema_decay=scale.ema_decay, seed=scale.seed)
 
 
 def train(scale: Scale, variant: str, dataset: str, out: str | os.PathLike, *, progress: bool = True) -> Run:

@@ -57,6 +57,7 @@ class Scale:
   music_seq_len: int | None
   eval_every: int  # steps between validation evaluations (the curves of Fig. 2)
   music_eval_batch: int | None  # evaluation batch of whole music clips (None: batch_size); 1 bounds CPU memory
+  music_mesh_seq: int  # devices along the time axis of music runs (context parallelism for minute-long clips)
   ema_decay: float  # EMA of the weights (paper 0.999: a horizon of ~1,000 steps, longer than a CPU run)
   n_samples: int  # generated SC09 clips scored by FID / IS / mIS / AM (the classifier metrics need >= 10)
   sample_tokens: int | None  # tokens per generated SC09 clip (None: the dataset's 16,000, one second)
@@ -71,7 +72,8 @@ class Scale:
   def __post_init__(self):
     if (self.steps is None) == (self.epochs is None):
       raise ScaleError(f"scale {self.name!r}: give exactly one of steps={self.steps} and epochs={self.epochs}")
-    for field in ("batch_size", "eval_every", "n_samples", "music_sample_tokens", "classifier_epochs", "listen"):
+    for field in ("batch_size", "eval_every", "music_mesh_seq", "n_samples", "music_sample_tokens", "classifier_epochs",
+                  "listen"):
       if getattr(self, field) <= 0:
         raise ScaleError(f"scale {self.name!r}: {field}={getattr(self, field)} must be positive")
 
@@ -83,21 +85,27 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "smoke": Scale(
         name="smoke", model="smoke", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
-        sc09_size="tiny", music_size="tiny", steps=4, epochs=None, music_steps=2, batch_size=4, seq_len=1600,
-        music_seq_len=1600, eval_every=2, music_eval_batch=1, ema_decay=0.5, n_samples=12, sample_tokens=1600,
-        music_sample_tokens=1600, likelihood_band=False, classifier_size="tiny", classifier_epochs=1, listen=2,
+        sc09_size="tiny", music_size="tiny",
+        steps=4, epochs=None, music_steps=2, batch_size=4, seq_len=1600, music_seq_len=1600, eval_every=2,
+        music_eval_batch=1, music_mesh_seq=1, ema_decay=0.5,
+        n_samples=12, sample_tokens=1600, music_sample_tokens=1600, likelihood_band=False,
+        classifier_size="tiny", classifier_epochs=1, listen=2,
         # Smoke runs are all compilation: unoptimised code compiles in 2/3 of the time (and runs 2x slower).
         xla_flags="--xla_backend_optimization_level=0"),
     "cpu": Scale(
         name="cpu", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
-        sc09_size="small", music_size="small", steps=200, epochs=None, music_steps=50, batch_size=4, seq_len=4000,
-        music_seq_len=16000, eval_every=50, music_eval_batch=1, ema_decay=0.98, n_samples=64, sample_tokens=None,
-        music_sample_tokens=64000, likelihood_band=False, classifier_size=None, classifier_epochs=30, listen=4),
+        sc09_size="small", music_size="small",
+        steps=160, epochs=None, music_steps=40, batch_size=4, seq_len=4000, music_seq_len=16000, eval_every=80,
+        music_eval_batch=1, music_mesh_seq=1, ema_decay=0.98,
+        n_samples=64, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
+        classifier_size=None, classifier_epochs=30, listen=4),
     "paper": Scale(
         name="paper", model="paper", sc09="sc09", beethoven="beethoven", youtubemix="youtubemix",
-        sc09_size="full", music_size="full", steps=None, epochs=500, music_steps=None, batch_size=32,
-        seq_len=None, music_seq_len=None, eval_every=1000, music_eval_batch=None, ema_decay=0.999, n_samples=10240, sample_tokens=None,
-        music_sample_tokens=960_000, likelihood_band=True, classifier_size=None, classifier_epochs=200, listen=8),
+        sc09_size="full", music_size="full",
+        steps=None, epochs=500, music_steps=None, batch_size=32, seq_len=None, music_seq_len=None, eval_every=1000,
+        music_eval_batch=None, music_mesh_seq=1, ema_decay=0.999,
+        n_samples=10240, sample_tokens=None, music_sample_tokens=960_000, likelihood_band=True,
+        classifier_size=None, classifier_epochs=20, listen=8),
 }
 
 
