@@ -25,6 +25,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from hrnn.scan import shift_left
+
 BLOCK_TIME = 128  # steps per kernel launch
 BLOCK_CHANNELS = 128  # channels per program (the TPU lane width)
 
@@ -84,10 +86,13 @@ def _time_block(a: tuple, b: tuple, s0: tuple, *, reverse: bool, interpret: bool
 def scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False, keep_states: bool = True,
          interpret: bool | None = None) -> tuple[jax.Array | None, jax.Array]:
   """The kernel interface of `hrnn.scan` (`hrnn.scan.Kernel`): states [B, T, C] (None unless `keep_states`) and
-  the final state [B, C] of s_t = a_t s_{t-1} + b_t over t = 0..T-1 (with `reverse`, s_t = a_t s_{t+1} + b_t
-  over t = T-1..0) from s0. `interpret` defaults to True on CPU (Pallas compiles only for GPU and TPU).
+  the final state [B, C] of s_t = a_t s_{t-1} + b_t over t = 0..T-1 (with `reverse`, the backward pass's
+  s_t = a_{t+1} s_{t+1} + b_t over t = T-1..0, a_T = 1) from s0. `interpret` defaults to True on CPU (Pallas
+  compiles only for GPU and TPU).
   """
   interpret = jax.default_backend() == "cpu" if interpret is None else interpret
+  if reverse:  # the kernel steps with the coefficient of its own row: a_{t+1}
+    a = shift_left(a)
   batch, length, channels = a.shape
   steps = min(BLOCK_TIME, length)
   blocks = -(-length // steps)

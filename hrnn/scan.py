@@ -46,8 +46,8 @@ BACKENDS: tuple[str, ...] = SCAN_BACKENDS
 # (on the 2-core development CPU). GPUs and TPUs need wide steps: chunks give each step nc times more parallel work.
 STEP_ELEMENTS = {"cpu": 1, "gpu": 1 << 16, "tpu": 1 << 16}
 
-# A kernel runs s_t = a_t s_{t-1} + b_t over t = 0..T-1, or with `reverse` s_t = a_t s_{t+1} + b_t over
-# t = T-1..0, from the carry s0:
+# A kernel runs s_t = a_t s_{t-1} + b_t over t = 0..T-1, or with `reverse` the backward pass's recurrence
+# s_t = a_{t+1} s_{t+1} + b_t over t = T-1..0 (a_T = 1), from the carry s0:
 #   kernel(a, b, s0, *, reverse, keep_states) -> (states [B, T, C] or None, final carry [B, C]).
 Kernel = Callable[..., tuple[jax.Array | None, jax.Array]]
 
@@ -92,6 +92,11 @@ _AUTODIFF = {"linear": _scan_linear, "associative": _scan_associative}
 # --------------------------------------------------------------------------- the chunked kernel
 
 
+def shift_left(a: jax.Array) -> jax.Array:
+  """[B, T, C] -> a_{t+1} at t, with 1 past the end: the coefficients of the reverse recurrence."""
+  return jnp.concatenate([a[:, 1:], jnp.ones_like(a[:, :1])], axis=1)
+
+
 def chunk_layout(batch: int, length: int, channels: int) -> tuple[int, int]:
   """(nc, L): the number of chunks and their length for the chunked kernel on this platform; nc * L >= length.
 
@@ -118,6 +123,8 @@ def chunked_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = F
   """
   batch, length, channels = a.shape
   nc, chunk = chunk_layout(batch, length, channels)
+  if reverse and nc > 1:  # chunks read their coefficients in place: shift them once
+    a = shift_left(a)
   pad = nc * chunk - length
   if pad:  # a = 1, b = 0 leaves the state unchanged, in either direction: padding at the end is neutral
     a = jnp.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1)
@@ -132,14 +139,19 @@ def chunked_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = F
   def load(x, l):  # [B, nc, 1, C]: position l of every chunk
     return lax.dynamic_slice(x, (0, 0, l, 0), shape)
 
+  def coefficient(l):
+    if reverse and nc == 1:  # a_{t+1} read in place (1 past the end): no shifted copy of a
+      return jnp.where(l + 1 < chunk, load(a, jnp.minimum(l + 1, chunk - 1)), 1)
+    return load(a, l)
+
   def advance(i, s):
     l = position(i)
-    return load(a, l) * s + load(b, l)
+    return coefficient(l) * s + load(b, l)
 
   if nc > 1:
     def summarise(i, carry):
       decay, s = carry
-      return decay * load(a, position(i)), advance(i, s)
+      return decay * coefficient(position(i)), advance(i, s)
 
     ones = jnp.ones_like(load(a, 0))  # like a: keeps its varying mesh axes inside shard_map
     decay, state = lax.fori_loop(0, chunk, summarise, (ones, jnp.zeros_like(ones)))
@@ -217,14 +229,13 @@ def _kernel_backward(backend, seq_axis, residuals, cotangents):
   a, h, h_start = residuals
   dh, dh_last = cotangents
   kernel = _kernel(backend)
-  # g_t = dh_t + a_{t+1} g_{t+1}: the recurrence on dh in reverse time with a shifted by one step. The carry
-  # entering at the end, a_T g_T, is dh_last (plus, sharded, what the later shards send back).
-  a_next = jnp.concatenate([a[:, 1:], jnp.ones_like(a[:, :1])], axis=1)
+  # g_t = dh_t + a_{t+1} g_{t+1}: the kernel's reverse recurrence on dh. The carry entering at the end, a_T g_T,
+  # is dh_last (plus, sharded, what the later shards send back: the shard's map is q -> prod(a) q + a_0 g_0).
   carry = dh_last
   if seq_axis is not None:
-    _, local = kernel(a_next, dh, dh_last, reverse=True, keep_states=False)
+    _, local = kernel(a, dh, dh_last, reverse=True, keep_states=False)
     carry = dh_last + _carry_in(jnp.prod(a, axis=1), a[:, 0] * local, seq_axis, reverse=True)
-  g, _ = kernel(a_next, dh, carry, reverse=True)
+  g, _ = kernel(a, dh, carry, reverse=True)
   h_prev = jnp.concatenate([h_start[:, None], h[:, :-1]], axis=1)
   # Sharded, h0 is zero here (linear_recurrence folds a real h0 into b) and h_start depends on the other shards,
   # whose gradients the reverse carry above already delivered: nothing flows to h0.

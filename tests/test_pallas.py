@@ -8,8 +8,10 @@ from hrnn import pallas
 
 
 def reference(a, b, s0, reverse):
-  """float64 s_t = a_t s_{t-1} + b_t (reverse: s_t = a_t s_{t+1} + b_t, backwards in time) from s0."""
+  """float64 s_t = a_t s_{t-1} + b_t (reverse: s_t = a_{t+1} s_{t+1} + b_t, a_T = 1, backwards in time) from s0."""
   a, b, s = (np.asarray(x, np.complex128) for x in (a, b, s0))
+  if reverse:
+    a = np.concatenate([a[:, 1:], np.ones_like(a[:, :1])], axis=1)
   out = np.empty_like(b)
   for t in (range(a.shape[1] - 1, -1, -1) if reverse else range(a.shape[1])):
     s = a[:, t] * s + b[:, t]
