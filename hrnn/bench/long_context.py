@@ -5,9 +5,11 @@ This runs the training gradient (mean NLL in bits and its parameter gradients) o
 sequence with the time axis split over --seq devices (`hrnn.sharding`; on CPU, virtual devices from
 XLA_FLAGS=--xla_force_host_platform_device_count, set here when JAX has not started yet), with the --remat policy.
 
-One JSON object: tokens, seq_devices, remat, scan_backend, compile_s, step_s (wall time of the compiled step),
-tokens_per_s, loss_bits, grad_norm (both finite), peak_rss_gib (this process's peak resident memory, all devices
-together) and temp_gib (XLA's estimate of one step's scratch memory).
+One JSON object: tokens, seq_devices, remat, scan_backend, compile_s, planned_gib (XLA's buffer plan for one
+step: scratch, arguments and outputs of every device, all in this process's memory on CPU) and then, when the
+plan fits in --max-gib (default: 90% of MemAvailable), step_s (wall time of the compiled step), tokens_per_s,
+loss_bits, grad_norm (both finite) and peak_rss_gib (this process's peak resident memory); otherwise `skipped`
+says why, instead of running the machine out of memory.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def add_arguments(parser):
   parser.add_argument("--preset", default="paper", help=f"model preset, one of: {', '.join(PRESETS)}")
   parser.add_argument("--tokens", type=int, default=960_000, help="sequence length (padded to seq x total pool)")
   parser.add_argument("--seq", type=int, default=8, help="devices along the time axis")
-  parser.add_argument("--remat", default="stack", choices=REMAT_POLICIES, help="rematerialisation policy")
+  parser.add_argument("--remat", default="block", choices=REMAT_POLICIES, help="rematerialisation policy")
   parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.scan backend (default: the platform's)")
+  parser.add_argument("--max-gib", type=float, default=None,
+                      help="run the step only if XLA's plan fits in this (default: 90%% of MemAvailable)")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -50,6 +54,7 @@ def run(args):
   from tqdm import tqdm
 
   from hrnn import sharding
+  from hrnn.bench.scan import available_gib
   from hrnn.blocks import compiler_options
   from hrnn.config import get_preset
   from hrnn.model import HarmonicRNN
@@ -72,19 +77,24 @@ def run(args):
   compiled = step.lower(params, tokens).compile()
   compile_s = time.perf_counter() - start
   progress.update()
-  start = time.perf_counter()
-  bits, grads = jax.block_until_ready(compiled(params, tokens))
-  step_s = time.perf_counter() - start
+  memory = compiled.memory_analysis()  # per device
+  planned_gib = args.seq * (memory.temp_size_in_bytes + memory.argument_size_in_bytes
+                            + memory.output_size_in_bytes) / 2**30
+  limit_gib = args.max_gib if args.max_gib is not None else 0.9 * available_gib()
+  report = {"preset": args.preset, "tokens": args.tokens, "seq_devices": args.seq, "remat": cfg.remat,
+            "scan_backend": cfg.scan_backend or "default", "compile_s": round(compile_s, 1),
+            "planned_gib": round(planned_gib, 2)}
+  if planned_gib > limit_gib:
+    report["skipped"] = f"the step's buffers ({planned_gib:.1f} GiB) exceed {limit_gib:.1f} GiB"
+  else:
+    start = time.perf_counter()
+    bits, grads = jax.block_until_ready(compiled(params, tokens))
+    step_s = time.perf_counter() - start
+    report.update(step_s=round(step_s, 1), tokens_per_s=round(args.tokens / step_s),
+                  loss_bits=round(float(bits), 4), grad_norm=round(float(optax.global_norm(grads)), 4),
+                  peak_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
   progress.update()
   progress.close()
-  report = {
-      "preset": args.preset, "tokens": args.tokens, "seq_devices": args.seq, "remat": cfg.remat,
-      "scan_backend": cfg.scan_backend or "default", "compile_s": round(compile_s, 1), "step_s": round(step_s, 1),
-      "tokens_per_s": round(args.tokens / step_s), "loss_bits": round(float(bits), 4),
-      "grad_norm": round(float(optax.global_norm(grads)), 4),
-      "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-      "temp_gib": round(compiled.memory_analysis().temp_size_in_bytes / 2**30, 2),
-  }
   if args.json:
     print(json.dumps(report))
   else:
