@@ -56,27 +56,34 @@ def _logged_step(workdir) -> int:
     return 0
 
 
+def _newest_checkpoint(workdir) -> int:
+  return max((int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()), default=0)
+
+
 def test_sigkill_at_random_steps_then_resume_is_bit_identical(data_root, compile_cache, tmp_path):
+  """Killed (SIGKILL) at two random steps and stopped (SIGTERM) at a third, then finished: the parameters,
+  optimiser state, EMA, RNG streams and counters equal those of a run that never stopped, bit for bit."""
   config = run_config(data_root, steps=12, checkpoint_every=3)
   reference = _train_in_subprocess(config, tmp_path / "reference", compile_cache)
   assert reference.wait(timeout=600) == 0, reference.stdout.read()
   rng = random.Random(8)
-  workdir = tmp_path / "killed"
-  resumed_from = []
-  for low, high in ((2, 5), (7, 10)):
-    target = rng.randint(low, high)
+  workdir = tmp_path / "stopped"
+  for low, high, sig in ((1, 4, signal.SIGKILL), (5, 7, signal.SIGTERM), (8, 10, signal.SIGKILL)):
+    # Beyond any step a previous process logged, so that the signal reaches this one in its training loop.
+    target = max(rng.randint(low, high), _logged_step(workdir) + 1)
     process = _train_in_subprocess(config, workdir, compile_cache)
     while _logged_step(workdir) < target and process.poll() is None:
       time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
-    resumed_from.append(max((int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()),
-                            default=0))
+    process.send_signal(sig)
+    if sig == signal.SIGKILL:
+      assert process.wait(timeout=600) == -signal.SIGKILL, "the run ended before it could be killed"
+    else:  # finishes the current step, checkpoints it and exits with 128 + SIGTERM
+      assert process.wait(timeout=600) == 128 + signal.SIGTERM, process.stdout.read()
+      assert _newest_checkpoint(workdir) == _logged_step(workdir) < 12
   final = _train_in_subprocess(config, workdir, compile_cache)
   assert final.wait(timeout=600) == 0, final.stdout.read()
-  assert resumed_from[0] < 12 and resumed_from[1] < 12
   assert_bit_identical(checkpoint_arrays(tmp_path / "reference", 12), checkpoint_arrays(workdir, 12))
-  # The metrics of steps run twice (after the last checkpoint, before a kill) are logged once.
+  # Steps run twice (after the last checkpoint, before a kill) are logged once.
   steps = [r["step"] for r in read_metrics(workdir) if "split" not in r]
   assert steps == list(range(1, 13))
 
@@ -197,3 +204,21 @@ def test_two_processes_each_feeding_half_the_batch(data_root, compile_cache, tmp
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert read_metrics(tmp_path / "two")[-1]["nll_bits"] == pytest.approx(read_metrics(tmp_path / "one")[-1]["nll_bits"],
                                                                           rel=1e-5)
+
+
+def test_cli_config_new_run_resumed_run_and_overrides(data_root, tmp_path):
+  from hrnn.checkpoint import write_config
+  from hrnn.cli import build_parser
+  from hrnn.cli.train import build_config
+
+  parse = lambda *argv: build_parser().parse_args(["train", "--workdir", str(tmp_path), *argv])
+  with pytest.raises(ConfigError, match="holds no run yet: give --preset"):
+    build_config(parse())
+  new = build_config(parse("--preset", "cpu", "--steps", "50", "--remat", "block", "--batch-size", "4"))
+  assert (new.preset, new.dataset, new.steps, new.epochs, new.batch_size) == ("cpu", "sc09-espeak", 50, None, 4)
+  assert new.model.remat == "block" and new.warmup_steps == 5 and new.seq_len == 4000
+  saved = run_config(data_root)
+  write_config(tmp_path, saved)
+  assert build_config(parse()) == saved
+  longer = build_config(parse("--epochs", "3", "--eval-every", "2"))
+  assert longer == dataclasses.replace(saved, steps=None, epochs=3, eval_every=2)
