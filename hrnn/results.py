@@ -107,3 +107,23 @@ def save_plot(fig, out: str | os.PathLike, name: str) -> Path:
   path = plot_dir(out) / f"{name}.png"
   fig.savefig(path, dpi=150, bbox_inches="tight")
   return path
+
+
+def spectrograms(paths: list[str | os.PathLike], title: str, sample_rate: int = 16000):
+  """One spectrogram panel per WAV file in `paths` (shared frequency axis), titled by file name; returns the
+  matplotlib figure."""
+  import matplotlib.pyplot as plt
+
+  from hrnn.data import read_audio
+
+  if not paths:
+    raise ValueError("spectrograms: no audio files given")
+  fig, axes = plt.subplots(1, len(paths), figsize=(3.2 * len(paths), 2.8), sharey=True, squeeze=False,
+                           layout="constrained")
+  for ax, path in zip(axes[0], paths):
+    ax.specgram(read_audio(path), Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
+    ax.set_title(Path(path).name, fontsize=8)
+    ax.set_xlabel("time (s)")
+  axes[0][0].set_ylabel("frequency (Hz)")
+  fig.suptitle(title)
+  return fig

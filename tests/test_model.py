@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn.config import PRESETS, get_preset
+from hrnn.config import PRESETS, ModelConfig, get_preset
 from hrnn.model import HarmonicRNN, count_params, loss_bits, nll_bits, pad_to_multiple, shift_right
 from hrnn.summary import abstract_model, describe
 
@@ -23,7 +23,7 @@ PAPER_PARAMS = {
 }
 
 
-def small(preset: str) -> "ModelConfig":
+def small(preset: str) -> ModelConfig:
   """A narrow version of a preset with the same structure (pool factors, block counts, groups ratio)."""
   cfg = get_preset(preset)
   groups = None if cfg.pool_groups is None else min(cfg.pool_groups, 16)

@@ -128,3 +128,24 @@ def test_kernel_environment_adds_the_scale_flags_and_restores(monkeypatch):
   monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
   with reproduce.kernel_environment(get_scale("cpu")):
     assert os.environ["XLA_FLAGS"] == "--user_flag" and os.environ["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
+
+
+def test_spectrograms_one_panel_per_file_sharing_the_frequency_axis(tmp_path):
+  import matplotlib
+  import numpy as np
+
+  from hrnn.data import write_wav
+  from hrnn.results import spectrograms
+
+  matplotlib.use("Agg")
+  paths = []
+  for i, hz in enumerate((440.0, 2000.0)):
+    paths.append(tmp_path / f"tone_{i}.wav")
+    write_wav(paths[-1], 0.5 * np.sin(2 * np.pi * hz * np.arange(8000) / 16000).astype(np.float32))
+  fig = spectrograms(paths, "two tones")
+  axes = fig.get_axes()
+  assert [ax.get_title() for ax in axes] == ["tone_0.wav", "tone_1.wav"]
+  assert axes[0].get_ylim() == axes[1].get_ylim() == (0.0, 8000.0)  # up to Nyquist, shared
+  assert fig.get_suptitle() == "two tones"
+  with pytest.raises(ValueError, match="no audio files"):
+    spectrograms([], "nothing")
