@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
-
 HELP = ("Run a benchmark: scan kernels, step-wise sampling, training throughput and memory, or the SC09 digit "
         "classifier's accuracy.")
 
 # Benchmark name -> module under hrnn.bench exposing HELP, add_arguments(parser) and run(args).
-BENCHMARKS = ("scan", "long_context", "sample", "train", "classifier")
-
-
-def _available():
-  for name in BENCHMARKS:
-    try:
-      yield name, importlib.import_module(f"hrnn.bench.{name}")
-    except ModuleNotFoundError as e:
-      if e.name != f"hrnn.bench.{name}":
-        raise
+BENCHMARKS = {name: name for name in ("scan", "long_context", "sample", "train", "classifier")}
 
 
 def add_arguments(parser):
-  sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-  for name, module in _available():
-    bench = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    module.add_arguments(bench)
-    bench.set_defaults(_bench=module.run)
+  from hrnn.cli import add_subcommands
+
+  add_subcommands(parser, "benchmark", "hrnn.bench", BENCHMARKS)
 
 
 def run(args):
-  return args._bench(args)
+  return args._run_benchmark(args)
