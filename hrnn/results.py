@@ -13,6 +13,7 @@ set published and regenerated numbers side by side.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import math
 import os
@@ -102,10 +103,18 @@ def save_table(frame, out: str | os.PathLike, key: str, *, preset: str, datasets
   return directory / f"{key}.csv"
 
 
-def save_plot(fig, out: str | os.PathLike, name: str) -> Path:
-  """Saves a matplotlib figure as OUT/plots/NAME.png (150 dpi); returns the path."""
+def save_plot(fig, out: str | os.PathLike, name: str, colors: int = 64) -> Path:
+  """Saves a matplotlib figure as OUT/plots/NAME.png (150 dpi, a palette of `colors` colours); returns the path.
+
+  The palette keeps committed results small: a spectrogram of noisy audio is ~1 MB as a true-colour PNG and a
+  quarter of that with 64 colours, with no visible difference in these plots."""
+  from PIL import Image
+
   path = plot_dir(out) / f"{name}.png"
-  fig.savefig(path, dpi=150, bbox_inches="tight")
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+  image = Image.open(buffer).convert("RGB")
+  image.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
   return path
 
 

@@ -149,3 +149,21 @@ def test_spectrograms_one_panel_per_file_sharing_the_frequency_axis(tmp_path):
   assert fig.get_suptitle() == "two tones"
   with pytest.raises(ValueError, match="no audio files"):
     spectrograms([], "nothing")
+
+
+def test_save_plot_writes_a_palette_png_of_the_figure(tmp_path):
+  import matplotlib
+  import matplotlib.pyplot as plt
+  import numpy as np
+  from PIL import Image
+
+  from hrnn.results import save_plot
+
+  matplotlib.use("Agg")
+  fig, ax = plt.subplots(figsize=(2, 1))
+  ax.imshow(np.random.default_rng(0).random((64, 64)), cmap="magma")  # many colours in, at most 32 out
+  path = save_plot(fig, tmp_path, "noise", colors=32)
+  assert path == tmp_path / "plots" / "noise.png"
+  with Image.open(path) as image:
+    assert image.format == "PNG" and image.mode == "P"
+    assert len(image.getcolors()) <= 32
