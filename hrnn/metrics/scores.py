@@ -64,7 +64,8 @@ def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2) -> float:
   eigenvalues = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
   tr_covmean = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
   diff = mu1 - mu2
-  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+  # A squared distance: rounding leaves tiny negatives (-1e-11) when a set is scored against itself.
+  return max(0.0, float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean))
 
 
 def frechet_distance(features1: np.ndarray, features2: np.ndarray) -> float:
