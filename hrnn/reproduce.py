@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hrnn import paper
 from hrnn.errors import HrnnError
-from hrnn.results import cpu_model, markdown_table, now
+from hrnn.results import compact_notebook, cpu_model, markdown_table, now
 from hrnn.scales import Scale, get_scale
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -92,7 +92,9 @@ def run_notebook(notebook: Path, out: Path, parameters: dict, kernel_name: str |
                                cwd=str(notebook.parent), progress_bar=True)
   except Exception as e:  # a failed cell, a dead kernel, a timeout: record it, let the other notebooks run
     return NotebookRun(notebook.stem, time.perf_counter() - start, _describe_failure(e, executed))
-  return NotebookRun(notebook.stem, time.perf_counter() - start)
+  seconds = time.perf_counter() - start
+  compact_notebook(executed)
+  return NotebookRun(notebook.stem, seconds)
 
 
 def run_notebooks(preset: str, out: str | os.PathLike, only: list[str] | None = None, *,

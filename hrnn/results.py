@@ -3,7 +3,7 @@
   OUT/tables/KEY.csv    the run's numbers: first column the row labels, then one column per quantity
   OUT/tables/KEY.md     the same table in Markdown
   OUT/tables/KEY.json   its labels: preset, datasets, hardware, date, notes
-  OUT/plots/NAME.png    figures
+  OUT/plots/NAME.png    figures (palette PNGs: `save_plot`)
   OUT/samples/NAME.wav  generated audio
 
 `KEY` and the column names match `hrnn.paper` for the paper's tables, so that `hrnn.reproduce.build_readme` can
@@ -103,19 +103,44 @@ def save_table(frame, out: str | os.PathLike, key: str, *, preset: str, datasets
   return directory / f"{key}.csv"
 
 
-def save_plot(fig, out: str | os.PathLike, name: str, colors: int = 64) -> Path:
-  """Saves a matplotlib figure as OUT/plots/NAME.png (150 dpi, a palette of `colors` colours); returns the path.
+def palette_png(png: bytes, colors: int = 64) -> bytes:
+  """A PNG re-encoded with a palette of `colors` colours (no dithering).
 
-  The palette keeps committed results small: a spectrogram of noisy audio is ~1 MB as a true-colour PNG and a
-  quarter of that with 64 colours, with no visible difference in these plots."""
+  Keeps committed results small: a spectrogram of noisy audio is ~1 MB as a true-colour PNG and a quarter of that
+  with 64 colours, with no visible difference in these plots."""
   from PIL import Image
 
+  with Image.open(io.BytesIO(png)) as image:
+    rgb = image.convert("RGB")
+  buffer = io.BytesIO()
+  rgb.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buffer, "PNG", optimize=True)
+  return buffer.getvalue()
+
+
+def save_plot(fig, out: str | os.PathLike, name: str, colors: int = 64) -> Path:
+  """Saves a matplotlib figure as OUT/plots/NAME.png (150 dpi, `palette_png` with `colors`); returns the path."""
   path = plot_dir(out) / f"{name}.png"
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
-  image = Image.open(buffer).convert("RGB")
-  image.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+  path.write_bytes(palette_png(buffer.getvalue(), colors))
   return path
+
+
+def compact_notebook(path: str | os.PathLike, colors: int = 64) -> None:
+  """Re-encodes every PNG output of an executed notebook with `palette_png`, in place (inline figures are most of
+  an executed notebook's size)."""
+  import base64
+
+  import nbformat
+
+  nb = nbformat.read(path, as_version=4)
+  for cell in nb.cells:
+    for output in cell.get("outputs", []):
+      data = output.get("data", {})
+      if "image/png" in data:
+        png = palette_png(base64.b64decode(data["image/png"]), colors)
+        data["image/png"] = base64.b64encode(png).decode("ascii")
+  nbformat.write(nb, path)
 
 
 def spectrograms(paths: list[str | os.PathLike], title: str, sample_rate: int = 16000):

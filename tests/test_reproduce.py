@@ -167,3 +167,30 @@ def test_save_plot_writes_a_palette_png_of_the_figure(tmp_path):
   with Image.open(path) as image:
     assert image.format == "PNG" and image.mode == "P"
     assert len(image.getcolors()) <= 32
+
+
+def test_compact_notebook_palettes_every_png_output_and_keeps_the_rest(tmp_path):
+  import base64
+  import io
+
+  import nbformat
+  import numpy as np
+  from PIL import Image
+
+  from hrnn.results import compact_notebook
+
+  noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(noise).save(buffer, "PNG")
+  cell = nbformat.v4.new_code_cell("plot()")
+  cell.outputs = [nbformat.v4.new_output("display_data", {"image/png": base64.b64encode(buffer.getvalue()).decode(),
+                                                          "text/plain": "<Figure>"}),
+                  nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+  nb = nbformat.v4.new_notebook(cells=[cell])
+  path = tmp_path / "executed.ipynb"
+  nbformat.write(nb, path)
+  compact_notebook(path, colors=16)
+  outputs = nbformat.read(path, as_version=4).cells[0].outputs
+  with Image.open(io.BytesIO(base64.b64decode(outputs[0]["data"]["image/png"]))) as image:
+    assert image.mode == "P" and image.size == (64, 64) and len(image.getcolors()) <= 16
+  assert outputs[0]["data"]["text/plain"] == "<Figure>" and outputs[1]["text"] == "kept\n"
