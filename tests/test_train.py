@@ -179,7 +179,6 @@ sys.exit(main(["train", "--config", sys.argv[3], "--workdir", sys.argv[4], "--no
 """
 
 
-@pytest.mark.slow
 def test_two_processes_each_feeding_half_the_batch(data_root, compile_cache, tmp_path):
   """Two local processes of one device each (jax.distributed over gloo) train what one process with two devices
   trains."""
