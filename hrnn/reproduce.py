@@ -1,8 +1,9 @@
 """Batch reproduction: run the notebooks with papermill, then write the results README.
 
   run_notebooks(preset, out)   executes notebooks/NN_*.ipynb with parameters {preset, out}; each executed notebook
-                               goes to OUT/notebooks/, its status to OUT/run_status.json. A failing notebook is
-                               recorded (with the failing cell) and the next one runs.
+                               goes to OUT/notebooks/ (inline figures palette-encoded: `results.compact_notebook`),
+                               its status to OUT/run_status.json. A failing notebook is recorded (with the failing
+                               cell) and the next one runs.
   build_readme(out)            OUT/README.md: every published table (hrnn.paper) beside this run's numbers
                                (OUT/tables/KEY.csv), labelled with preset, datasets, hardware and date.
 """
