@@ -18,6 +18,7 @@ the baseline of the next.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -197,6 +198,15 @@ def sc09_samples(run: Run, scale: Scale, out: str | os.PathLike, *, seed: int = 
 
 def sequence_log_likelihoods(model, tokens) -> list[float]:
   """log p(x) = sum_t log p(x_t | x_<t) in nats of each row of int tokens [B, T] (one parallel forward pass)."""
+  import jax.numpy as jnp
+
+  return [float(x) for x in _row_log_likelihoods()(model, jnp.asarray(tokens, jnp.int32))]
+
+
+@functools.cache
+def _row_log_likelihoods():
+  """The jitted function of `sequence_log_likelihoods`, made once: a function jitted anew on every call would be
+  compiled again for every batch. Built on first use, so that importing this module does not import JAX."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -206,7 +216,7 @@ def sequence_log_likelihoods(model, tokens) -> list[float]:
     logp = jax.nn.log_softmax(model(tokens).astype(jnp.float32), axis=-1)
     return jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0].sum(axis=-1)
 
-  return [float(x) for x in per_row(model, jnp.asarray(tokens, jnp.int32))]
+  return per_row
 
 
 def unigram_entropy(dataset: str, split: str = "test") -> float:
