@@ -39,10 +39,10 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from hrnn import model as model_lib
+from hrnn.data.specs import SAMPLE_RATE
 from hrnn.errors import HrnnError
 from hrnn.model import HarmonicRNN
 
-SAMPLE_RATE = 16_000
 # Tokens per compiled call when streaming: 0.1 s of audio, a progress update every few seconds on a CPU.
 CHUNK_TOKENS = 1_600
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from hrnn.data.specs import SAMPLE_RATE
+
 CLIP_LENGTH = 16_000  # samples per clip: one second
 N_MELS = 32
 N_FFT = 2048
