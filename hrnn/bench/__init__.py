@@ -1,1 +1,8 @@
 """Benchmarks behind `hrnn bench` and the scripts in benchmarks/. Each module: HELP, add_arguments, run."""
+
+import resource
+
+
+def peak_rss_mb() -> float:
+  """This process's peak resident memory so far, in MiB (Linux reports ru_maxrss in KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

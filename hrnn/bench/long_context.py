@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
+
+from hrnn.bench import peak_rss_mb
 
 HELP = "Forward+backward of a preset on one minute-long sequence sharded over devices: time and peak memory."
 
@@ -92,7 +93,7 @@ def run(args):
     step_s = time.perf_counter() - start
     report.update(step_s=round(step_s, 1), tokens_per_s=round(args.tokens / step_s),
                   loss_bits=round(float(bits), 4), grad_norm=round(float(optax.global_norm(grads)), 4),
-                  peak_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
+                  peak_rss_gib=round(peak_rss_mb() / 1024, 2))
   progress.update()
   progress.close()
   if args.json:

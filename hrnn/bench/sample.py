@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
+
+from hrnn.bench import peak_rss_mb
 
 HELP = "Step-wise sampling speed: tokens/s after compilation, compile time, memory, naive baseline, FLOP bound."
 
@@ -158,7 +159,7 @@ def benchmark(preset: str, batch: int, tokens: int, repeats: int = 3, naive_toke
       flop_bound_tokens_per_cpu_s=flop_rate_cpu / flops_per_token,
       # Per CPU second: wall-clock times on a shared machine swing with the other processes' load.
       fraction_of_bound=result["tokens_per_cpu_s"] / (flop_rate_cpu / flops_per_token),
-      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      peak_rss_mb=peak_rss_mb(),
       device=f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}, {os.cpu_count()} cores)",
       load_average=load)
   return result

@@ -41,13 +41,13 @@ def add_arguments(parser):
 def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, scan_backend: str | None) -> dict:
   """Compiles and times the training step of `preset` in this process."""
   import dataclasses
-  import resource
   import time
 
   import jax
   import numpy as np
 
   from hrnn import data, scan, train
+  from hrnn.bench import peak_rss_mb
   from hrnn.config import TrainConfig, get_preset
   from hrnn.evaluate import replicate, to_mesh
 
@@ -80,7 +80,7 @@ def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, scan_
       "tokens_per_cpu_s": round(batch * seq_len * steps / cpu, 1),
       "epochs_per_hour": round(tokens_per_s * 3600 / (SC09_TRAIN_CLIPS * data.DATASETS["sc09"].length), 4),
       "loss_bits": round(float(metrics["loss_bits"]), 4),
-      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "peak_rss_mb": round(peak_rss_mb(), 1),
   }
 
 

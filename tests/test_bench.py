@@ -1,0 +1,29 @@
+"""`hrnn bench train` and `hrnn bench long_context` at the smoke preset: the JSON they print and what it means
+(the sample and scan benchmarks are tested beside their modules)."""
+
+import json
+
+from hrnn.cli import main
+
+
+def _json(capsys, *argv) -> dict:
+  assert main(["bench", *argv, "--json"]) == 0
+  return json.loads(capsys.readouterr().out)
+
+
+def test_bench_train_reports_speed_memory_and_epochs_per_hour(capsys):
+  r = _json(capsys, "train", "--preset", "smoke", "--batch", "2", "--seq-len", "320", "--steps", "1")
+  assert (r["preset"], r["batch"], r["seq_len"], r["remat"]) == ("smoke", 2, 320, "block")
+  assert r["tokens_per_s"] > 0 and r["compile_s"] > 0 and r["peak_rss_mb"] > 100
+  # SC09: 31,158 clips of 16,000 tokens per epoch.
+  assert abs(r["epochs_per_hour"] - r["tokens_per_s"] * 3600 / (31_158 * 16_000)) < 1e-4
+  assert 7.0 < r["loss_bits"] < 10.0  # one step from init: about 8 + 1/(2 ln 2) bits
+
+
+def test_bench_long_context_runs_the_sharded_step_or_says_why_not(capsys):
+  args = ("long_context", "--preset", "smoke", "--tokens", "640", "--seq", "2")
+  r = _json(capsys, *args)
+  assert (r["tokens"], r["seq_devices"]) == (640, 2) and r["planned_gib"] >= 0  # rounded: 0.0 at this size
+  assert r["tokens_per_s"] > 0 and r["grad_norm"] > 0 and 7.0 < r["loss_bits"] < 10.0 and "skipped" not in r
+  skipped = _json(capsys, *args, "--max-gib", "0")
+  assert "exceed 0.0 GiB" in skipped["skipped"] and "step_s" not in skipped
