@@ -7,7 +7,9 @@ the same function (reference.md section 6):
 - `associative`: `lax.associative_scan` with (a1, b1) o (a2, b2) = (a2 a1, a2 b1 + b2) (Blelloch), differentiated
   by JAX. The default on GPU and TPU.
 - `chunked`: sequential inside chunks, all chunks at once, and a scan across the chunks' summaries (see
-  `chunked_scan`); with the custom VJP below. The default on CPU, where it runs as one chunk: one pass.
+  `chunked_scan`); with the custom VJP below. The default on CPU, where it runs as one chunk, one sequential
+  pass: in the native C++ kernels of `hrnn.native` (through the XLA FFI, near memory bandwidth) when they could
+  be built, else as an XLA loop.
 - `pallas`: `hrnn.pallas`, a Pallas kernel (GPU/TPU; interpret mode on CPU) with the same custom VJP.
 
 Custom VJP of the kernel backends. JAX's cotangent of a complex z is dL/dRe z - i dL/dIm z, the conjugate of
@@ -180,21 +182,37 @@ def chunked_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = F
   return states, (final if nc > 1 else s[:, 0, 0])
 
 
-def _kernel(backend: str) -> Kernel:
+def kernel_gradient(kernel: Kernel, a: jax.Array, h: jax.Array, h_start: jax.Array, dh: jax.Array,
+                    carry: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The custom VJP's backward pass with `kernel`: g from the reverse recurrence on dh entered with `carry`
+  (= a_T g_T), then (da_t = g_t h_{t-1} with h_{-1} = h_start, db = g, dh0 = a_0 g_0)."""
+  g, _ = kernel(a, dh, carry, reverse=True)
+  h_prev = jnp.concatenate([h_start[:, None], h[:, :-1]], axis=1)
+  return g * h_prev, g, a[:, 0] * g[:, 0]
+
+
+def _kernel(backend: str) -> tuple[Kernel, Callable]:
+  """(kernel, gradient) of a kernel backend. On CPU the chunked backend's single sequential pass runs in the
+  native kernels (`hrnn.native`, one fused pass for the gradient) when they could be built."""
   if backend == "chunked":
-    return chunked_scan
+    from hrnn import native  # the kernels are built on first use
+
+    if native.available():
+      return native.scan, native.gradient
+    return chunked_scan, functools.partial(kernel_gradient, chunked_scan)
   from hrnn import pallas  # lazy: imports jax.experimental.pallas
-  return pallas.scan
+  return pallas.scan, functools.partial(kernel_gradient, pallas.scan)
 
 
 # --------------------------------------------------------------------------- context parallelism
 
 
-def _carry_in(decay: jax.Array, state: jax.Array, seq_axis: str, reverse: bool) -> jax.Array:
-  """The carry entering this shard from the shards before it (after it when `reverse`).
+def shard_carry(decay: jax.Array, state: jax.Array, seq_axis: str, *, reverse: bool = False) -> jax.Array:
+  """The carry entering this time shard from the shards before it (after it when `reverse`), inside `shard_map`.
 
   decay: [B, C] the product of a over this shard; state: [B, C] its final carry from zero (all-gathered).
   Shard j maps an incoming carry s to decay_j s + state_j; this folds the shards upstream of this one.
+  Differentiable (JAX transposes the all-gather).
   """
   decays = lax.all_gather(decay, seq_axis)  # [S, B, C]
   states = lax.all_gather(state, seq_axis)
@@ -216,11 +234,11 @@ def _kernel_recurrence(a, b, h0, backend, seq_axis):
 
 
 def _kernel_forward(a, b, h0, backend, seq_axis):
-  kernel = _kernel(backend)
+  kernel, _ = _kernel(backend)
   h_start = h0
   if seq_axis is not None:
     _, local = kernel(a, b, jnp.zeros_like(h0), keep_states=False)
-    h_start = h0 + _carry_in(jnp.prod(a, axis=1), local, seq_axis, reverse=False)
+    h_start = h0 + shard_carry(jnp.prod(a, axis=1), local, seq_axis)
   h, h_last = kernel(a, b, h_start)
   return (h, h_last), (a, h, h_start)
 
@@ -228,19 +246,17 @@ def _kernel_forward(a, b, h0, backend, seq_axis):
 def _kernel_backward(backend, seq_axis, residuals, cotangents):
   a, h, h_start = residuals
   dh, dh_last = cotangents
-  kernel = _kernel(backend)
+  kernel, gradient = _kernel(backend)
   # g_t = dh_t + a_{t+1} g_{t+1}: the kernel's reverse recurrence on dh. The carry entering at the end, a_T g_T,
   # is dh_last (plus, sharded, what the later shards send back: the shard's map is q -> prod(a) q + a_0 g_0).
   carry = dh_last
   if seq_axis is not None:
     _, local = kernel(a, dh, dh_last, reverse=True, keep_states=False)
-    carry = dh_last + _carry_in(jnp.prod(a, axis=1), a[:, 0] * local, seq_axis, reverse=True)
-  g, _ = kernel(a, dh, carry, reverse=True)
-  h_prev = jnp.concatenate([h_start[:, None], h[:, :-1]], axis=1)
+    carry = dh_last + shard_carry(jnp.prod(a, axis=1), a[:, 0] * local, seq_axis, reverse=True)
+  da, db, dh0 = gradient(a, h, h_start, dh, carry)
   # Sharded, h0 is zero here (linear_recurrence folds a real h0 into b) and h_start depends on the other shards,
   # whose gradients the reverse carry above already delivered: nothing flows to h0.
-  dh0 = a[:, 0] * g[:, 0] if seq_axis is None else jnp.zeros_like(h_start)
-  return g * h_prev, g, dh0
+  return da, db, dh0 if seq_axis is None else jnp.zeros_like(h_start)
 
 
 _kernel_recurrence.defvjp(_kernel_forward, _kernel_backward)
@@ -289,7 +305,7 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *
   if backend in _AUTODIFF:
     scan = _AUTODIFF[backend]
     if seq_axis is not None:
-      h0 = _carry_in(jnp.prod(a, axis=1), scan(a, b, zeros)[:, -1], seq_axis, reverse=False)
+      h0 = shard_carry(jnp.prod(a, axis=1), scan(a, b, zeros)[:, -1], seq_axis)
     h = scan(a, b, h0)
     return h, h[:, -1]
   return _kernel_recurrence(a, b, h0, backend, seq_axis)

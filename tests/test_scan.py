@@ -7,7 +7,7 @@ import pytest
 import scipy.signal
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from hrnn import scan
+from hrnn import native, scan
 
 SHORT = (1, 2, 159, 160, 161)
 LONG = 16_000
@@ -115,8 +115,45 @@ def test_matches_reference_near_one(backend):
   check(backend, random_inputs(np.random.default_rng(2), 2, LONG, 3, near_one=True), tol=5e-5)
 
 
+@pytest.mark.parametrize("length", SHORT)
+def test_xla_loop_matches_reference(monkeypatch, length):
+  # The chunked backend without the native kernels: its XLA loop (the fallback on CPU), complex and real.
+  monkeypatch.setenv("HRNN_NATIVE", "0")
+  check("chunked", random_inputs(np.random.default_rng(length), 2, length, 3), tol=2e-6)
+  check("chunked", random_inputs(np.random.default_rng(length), 2, length, 3, dtype=np.float32), tol=2e-6)
+
+
+def test_native_kernels_run_on_cpu(monkeypatch):
+  # On CPU the chunked backend's forward and backward passes are the native kernels' FFI calls (one each), and
+  # HRNN_NATIVE=0 turns them off.
+  a = jnp.ones((2, 16, 3), jnp.complex64)
+
+  def program():  # traced anew on each call
+    loss = lambda a: jnp.sum(jnp.abs(scan.linear_recurrence(a, a, backend="chunked")[0]))
+    return jax.jit(jax.grad(loss)).lower(a).as_text()
+
+  assert native.available()
+  text = program()
+  assert text.count("custom_call @hrnn_scan_c64(") == 1 and text.count("custom_call @hrnn_scan_grad_c64(") == 1
+  monkeypatch.setenv("HRNN_NATIVE", "0")
+  assert not native.available() and "hrnn_scan" not in program()
+  with pytest.raises(TypeError, match="complex64 and float32"):
+    native.scan(a.real.astype(jnp.bfloat16), a.real.astype(jnp.bfloat16), jnp.zeros((2, 3), jnp.bfloat16))
+
+
+def test_native_build_is_cached_and_reports_errors(tmp_path):
+  # The library is built once per key (a second build is the same file) and a failing compiler is an error that
+  # names it (hrnn.native turns that into one warning and the XLA loop).
+  cxx = native.compiler()
+  path = native.build(cxx, tmp_path)
+  assert path.exists() and native.build(cxx, tmp_path) == path and len(list(tmp_path.iterdir())) == 1
+  with pytest.raises(native.NativeBuildError, match="false failed to build"):
+    native.build("false", tmp_path / "broken")
+
+
 def test_chunks_match_reference(monkeypatch):
   # The multi-chunk path of the chunked kernel (the GPU/TPU layout) on lengths that do and do not split evenly.
+  monkeypatch.setenv("HRNN_NATIVE", "0")
   monkeypatch.setitem(scan.STEP_ELEMENTS, jax.default_backend(), 64)
   for length in (9, 157, 160):  # 157 is prime: padded to 10 chunks of 16
     assert scan.chunk_layout(2, length, 3)[0] > 1
