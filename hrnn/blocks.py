@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn import lru
+from hrnn import lru, scan
 from hrnn.config import ModelConfig
 from hrnn.lru import CGLRU
 
@@ -54,25 +54,38 @@ class ResidualBlock(nnx.Module):
     self.out = nnx.Linear(w, d, kernel_init=scaled_init(num_blocks), rngs=rngs)
     self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
 
-  def branch(self, x: jax.Array, mixed: jax.Array) -> jax.Array:
-    """The residual branch given x and layer(LN(x)) (shared by the parallel and the step-wise forward)."""
-    return self.dropout(self.out(mixed * jax.nn.gelu(self.gate(self.norm(x)))))
+  def branch(self, x: jax.Array, mixed: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+    """The residual branch given x and layer(LN(x)) (shared by the parallel and the step-wise forward); dropout
+    draws from `dropout_key` when given, else from the block's own RNG stream."""
+    return self.dropout(self.out(mixed * jax.nn.gelu(self.gate(self.norm(x)))), rngs=dropout_key)
 
-  def _mix(self, y: jax.Array, seq_axis: str | None) -> jax.Array:
-    """layer(LN(x)); with remat "recurrence" the CG-LRU is recomputed in the backward pass, not stored."""
+  def forward(self, x: jax.Array, state: jax.Array | None = None, *, valid: jax.Array | None = None,
+              seq_axis: str | None = None,
+              dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+    """x [B, T, d] -> (x + branch, the CG-LRU's last state [B, n_c] or None for an MLP block).
+
+    `state` is the CG-LRU state before the first step (zeros when None), `valid` [T] marks padded steps (0) that
+    leave it unchanged; with remat "recurrence" the CG-LRU is recomputed in the backward pass, not stored.
+    """
+    y = self.norm(x)
     if self.kind == "mlp":
-      return self.layer(y)
-    if self.remat == "recurrence":
-      return nnx.remat(lambda layer, y: layer(y, seq_axis=seq_axis))(self.layer, y)
-    return self.layer(y, seq_axis=seq_axis)
-
-  def _forward(self, x: jax.Array, seq_axis: str | None) -> jax.Array:
-    return x + self.branch(x, self._mix(self.norm(x), seq_axis))
+      mixed = self.layer(y)
+    elif self.remat == "recurrence":
+      mixed, state = nnx.remat(lambda layer, y, h: layer(y, h, valid=valid, seq_axis=seq_axis))(self.layer, y, state)
+    else:
+      mixed, state = self.layer(y, state, valid=valid, seq_axis=seq_axis)
+    return x + self.branch(x, mixed, dropout_key), state
 
   def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
     if self.remat in ("block", "stack"):  # "stack": recomputed blocks inside a recomputed stack
-      return nnx.remat(lambda block, x: block._forward(x, seq_axis))(self, x)
-    return self._forward(x, seq_axis)
+      return nnx.remat(lambda block, x: block.forward(x, seq_axis=seq_axis)[0])(self, x)
+    return self.forward(x, seq_axis=seq_axis)[0]
+
+  def dropout_key(self) -> jax.Array | None:
+    """One key from the block's dropout stream when dropout is active (training), else None (nothing drawn)."""
+    if self.dropout.deterministic or self.dropout.rate == 0.0:
+      return None
+    return self.dropout.rngs()
 
   def step_params(self) -> dict:
     """Plain arrays for `block_step`. The layer's input matmul (the CG-LRU's W_u, or the MLP's Dense) and the gate
@@ -103,20 +116,47 @@ class ResidualBlock(nnx.Module):
 
 
 class TemporalStack(nnx.Module):
-  """`n` temporal blocks: (recurrent, MLP) residual pairs applied in order."""
+  """`n` temporal blocks: (recurrent, MLP) residual pairs applied in order.
+
+  The parameters are kept per block (`blocks[2i]` recurrent, `blocks[2i+1]` MLP), but the forward pass runs the n
+  pairs as one `lax.scan` over their stacked states: XLA compiles one pair instead of n unrolled copies, which
+  is most of the compile time of the 36-pair paper model's training step.
+
+  With `remat_chunk` (remat "block" or "stack") and inputs longer than it, each pair runs over time chunks
+  (`pair_over_chunks`), and the stack keeps its activations in chunks from its input to its output.
+  """
 
   def __init__(self, cfg: ModelConfig, n: int, num_blocks: int, *, rngs: nnx.Rngs):
     self.remat = cfg.remat
+    self.chunk = cfg.remat_chunk
     self.blocks = nnx.List([ResidualBlock(cfg, kind, num_blocks, rngs=rngs)
                             for _ in range(n) for kind in ("recurrent", "mlp")])
 
   def _forward(self, x: jax.Array, seq_axis: str | None) -> jax.Array:
-    for block in self.blocks:
-      x = block(x, seq_axis=seq_axis)
-    return x
+    graphdefs, states = zip(*(stacked_split(self.blocks[kind::2]) for kind in (0, 1)))  # states [n, ...]
+    length = x.shape[1]
+    chunked = self.chunk is not None and length > self.chunk
+    if chunked:
+      x, valid = time_chunks(x, -(-length // self.chunk))
+
+    def pair(x, pair_states):
+      recurrent, mlp = (nnx.merge(graphdef, state) for graphdef, state in zip(graphdefs, pair_states))
+      if chunked:
+        x = pair_over_chunks(recurrent, mlp, x, valid, seq_axis)
+      else:
+        x = mlp(recurrent(x, seq_axis=seq_axis), seq_axis=seq_axis)
+      return x, tuple(nnx.state(block, nnx.RngCount) for block in (recurrent, mlp))  # dropout draws advance
+
+    x, counts = jax.lax.scan(pair, x, states)
+    for kind, kind_counts in enumerate(counts):
+      for i, block in enumerate(self.blocks[kind::2]):
+        nnx.update(block, jax.tree.map(lambda c: c[i], kind_counts))
+    return from_time_chunks(x, length) if chunked else x
 
   def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
-    if self.remat == "stack" and len(self.blocks):  # the backward pass stores only the stack's input
+    if not len(self.blocks):
+      return x
+    if self.remat == "stack":  # the backward pass stores only the stack's input
       return nnx.remat(lambda stack, x: stack._forward(x, seq_axis))(self, x)
     return self._forward(x, seq_axis)
 
@@ -130,6 +170,83 @@ class TemporalStack(nnx.Module):
       x, state = block.prefill(x, length)
       states.append(state)
     return x, states
+
+
+def stacked_split(modules) -> tuple[nnx.GraphDef, nnx.State]:
+  """The common graphdef of structurally identical modules and their states stacked along a new leading axis
+  (parameters, RNG streams, everything): what `lax.scan` over the modules takes."""
+  graphdef, _ = nnx.split(modules[0])
+  return graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *(nnx.state(m) for m in modules))
+
+
+def time_chunks(x: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+  """[B, T, ...] -> ([n, B, L, ...], valid [n, L]): n chunks of L = ceil(T / n) steps, the last zero-padded;
+  valid is 1 at real steps and 0 at the padding."""
+  length = x.shape[1]
+  size = -(-length // n)
+  x = jnp.pad(x, [(0, 0), (0, n * size - length)] + [(0, 0)] * (x.ndim - 2))
+  valid = (jnp.arange(n * size) < length).astype(jnp.float32).reshape(n, size)
+  return jnp.swapaxes(x.reshape(x.shape[0], n, size, *x.shape[2:]), 0, 1), valid
+
+
+def from_time_chunks(chunks: jax.Array, length: int) -> jax.Array:
+  """The inverse of `time_chunks`: [n, B, L, ...] -> [B, length, ...]."""
+  x = jnp.swapaxes(chunks, 0, 1)
+  return x.reshape(x.shape[0], -1, *x.shape[3:])[:, :length]
+
+
+def zero_state(x: jax.Array, channels: int) -> jax.Array:
+  """A zero CG-LRU state [B, channels] (complex64) for inputs x [B, T, d]; derived from x so that inside
+  `shard_map` it varies over the same mesh axes as x (a loop carry must keep its type)."""
+  return jnp.zeros_like(x[:, 0, :1], jnp.complex64) + jnp.zeros(channels, jnp.complex64)
+
+
+def pair_over_chunks(recurrent: ResidualBlock, mlp: ResidualBlock, chunks: jax.Array, valid: jax.Array,
+                     seq_axis: str | None) -> jax.Array:
+  """One temporal block over time chunks [n, B, L, d] (`time_chunks`): a `lax.scan` over the chunks that carries
+  the CG-LRU state, each chunk recomputed in the backward pass. The backward pass stores the chunks' inputs and
+  the states between them, and its transients are one chunk's, whatever the sequence length.
+
+  Time-sharded, the state entering this shard comes first (`entering_state`). Dropout draws one key per block and
+  call and folds in the chunk index, so its masks (not their distribution) depend on the chunking, as they do on
+  the sharding.
+  """
+  keys = [block.dropout_key() for block in (recurrent, mlp)]
+  if seq_axis is None:
+    h = zero_state(chunks[0], recurrent.layer.n_c)
+  else:
+    h = entering_state(recurrent, chunks, valid, seq_axis)
+
+  def chunk(h, inputs):
+    i, x, valid_c = inputs
+    x, h = recurrent.forward(x, h, valid=valid_c, dropout_key=fold_in(keys[0], i))
+    x, _ = mlp.forward(x, dropout_key=fold_in(keys[1], i))
+    return h, x
+
+  _, chunks = jax.lax.scan(jax.checkpoint(chunk, prevent_cse=False), h,
+                           (jnp.arange(chunks.shape[0]), chunks, valid))
+  return chunks
+
+
+def entering_state(recurrent: ResidualBlock, chunks: jax.Array, valid: jax.Array, seq_axis: str) -> jax.Array:
+  """The CG-LRU state entering this time shard: each shard folds its chunks into (prod a, last state from 0),
+  and `hrnn.scan.shard_carry` combines the summaries of the shards before it."""
+  layer = recurrent.layer
+
+  def summarise(carry, inputs):
+    decay, h = carry
+    x, valid_c = inputs
+    a, b = layer.coefficients(recurrent.norm(x), valid_c)
+    _, h = scan.linear_recurrence(a, b, h, backend=layer.scan_backend)
+    return (decay * jnp.prod(a, axis=1), h), None
+
+  h = zero_state(chunks[0], layer.n_c)
+  (decay, h), _ = jax.lax.scan(jax.checkpoint(summarise, prevent_cse=False), (jnp.ones_like(h), h), (chunks, valid))
+  return scan.shard_carry(decay, h, seq_axis)
+
+
+def fold_in(key: jax.Array | None, i: jax.Array) -> jax.Array | None:
+  return None if key is None else jax.random.fold_in(key, i)
 
 
 def normalize(x: jax.Array, epsilon: jax.Array) -> jax.Array:

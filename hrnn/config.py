@@ -51,6 +51,9 @@ class ModelConfig:
   num_classes: int = 256  # 8-bit tokens
   scan_backend: str | None = None  # hrnn.scan.linear_recurrence backend; None = platform default
   remat: str = "none"  # one of REMAT_POLICIES (True/False mean "block"/"none"): memory for compute on long inputs
+  # With remat "block" or "stack": each residual block runs over time chunks of at most this many steps (of its
+  # own level), each recomputed in the backward pass, so that a block's transients are one chunk's. None: whole.
+  remat_chunk: int | None = None
 
   def __post_init__(self):
     def fail(field: str, why: str):
@@ -82,6 +85,11 @@ class ModelConfig:
       object.__setattr__(self, "remat", "block" if self.remat else "none")
     if self.remat not in REMAT_POLICIES:
       fail("remat", f"must be one of {REMAT_POLICIES}")
+    if self.remat_chunk is not None:
+      if not isinstance(self.remat_chunk, int) or isinstance(self.remat_chunk, bool) or self.remat_chunk <= 0:
+        fail("remat_chunk", "must be None or a positive integer (time steps per chunk)")
+      if self.remat not in ("block", "stack"):
+        fail("remat_chunk", f"chunks are units of recomputation: needs remat 'block' or 'stack' (remat={self.remat!r})")
     for field in ("dropout", "embedding_dropout"):
       if not 0.0 <= getattr(self, field) < 1.0:
         fail(field, "must be in [0, 1)")

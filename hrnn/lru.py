@@ -84,8 +84,11 @@ class CGLRU(nnx.Module):
     self.theta = nnx.Param(jax.random.uniform(rngs.params(), (n_c,), minval=0.0, maxval=max_phase))
     self.out_proj = nnx.Linear(lru_width, width, rngs=rngs)
 
-  def coefficients(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The recurrence coefficients (a, b), complex64 [..., n_c], for inputs x [..., d] (no time mixing)."""
+  def coefficients(self, x: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """The recurrence coefficients (a, b), complex64 [..., T, n_c], for inputs x [..., T, d] (no time mixing).
+
+    `valid` [T] (optional) marks padded steps with 0: there a = 1 and b = 0, so the state passes them unchanged.
+    """
     u = self.in_proj(x)
     g_x = jax.nn.sigmoid(self.gate_x(u))
     g_a = jax.nn.sigmoid(self.gate_a(u))
@@ -93,16 +96,24 @@ class CGLRU(nnx.Module):
     a = jnp.exp(log_abs_a) * jnp.exp(1j * g_a * self.theta[...])  # exp(log|a| + i phase), complex64
     z = jax.lax.complex(u[..., :self.n_c], u[..., self.n_c:])
     b = sqrt_bounded_derivative(1.0 - jnp.exp(2.0 * log_abs_a)) * (g_x * z)
-    return a.astype(jnp.complex64), b.astype(jnp.complex64)
+    a, b = a.astype(jnp.complex64), b.astype(jnp.complex64)
+    if valid is None:
+      return a, b
+    keep = valid[:, None] > 0
+    return jnp.where(keep, a, 1), jnp.where(keep, b, 0)
 
   def readout(self, h: jax.Array) -> jax.Array:
     """y = W_y [Re h, Im h] + c_y for states h [..., n_c]."""
     return self.out_proj(jnp.concatenate([h.real, h.imag], axis=-1))
 
-  def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
-    a, b = self.coefficients(x)  # [B, T, n_c]
-    h, _ = scan.linear_recurrence(a, b, backend=self.scan_backend, seq_axis=seq_axis)
-    return self.readout(h)
+  def __call__(self, x: jax.Array, h0: jax.Array | None = None, *, valid: jax.Array | None = None,
+               seq_axis: str | None = None) -> tuple[jax.Array, jax.Array]:
+    """x [B, T, d] -> (y [B, T, d], the last state h_{T-1} [B, n_c] complex64), from the state h0 [B, n_c] before
+    the first step (zeros when None); `valid` as in `coefficients`. With `seq_axis` (time sharded), h0 enters the
+    first shard and the last state is the local shard's."""
+    a, b = self.coefficients(x, valid)  # [B, T, n_c]
+    h, h_last = scan.linear_recurrence(a, b, h0, backend=self.scan_backend, seq_axis=seq_axis)
+    return self.readout(h), h_last
 
   # ---- step mode (one time step at a time, for generation) ----
 

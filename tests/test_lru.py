@@ -65,4 +65,23 @@ def test_recurrence_matches_python_loop():
   for t in range(12):
     h = np.asarray(a[:, t]) * h + np.asarray(b[:, t])
     outs.append(lru.readout(jnp.asarray(h)))
-  np.testing.assert_allclose(lru(x), jnp.stack(outs, axis=1), atol=1e-5)
+  y, h_last = lru(x)
+  np.testing.assert_allclose(y, jnp.stack(outs, axis=1), atol=1e-5)
+  np.testing.assert_allclose(h_last, h, atol=1e-5)
+
+
+def test_state_carries_over_and_padding_is_neutral():
+  # Two halves, the second started from the first's last state, equal the whole; steps marked invalid (padding)
+  # leave the state unchanged.
+  lru = make()
+  x = jax.random.normal(jax.random.key(2), (2, 20, 128))
+  y, h = lru(x)
+  y1, h1 = lru(x[:, :12])
+  y2, h2 = lru(x[:, 12:], h1)
+  np.testing.assert_allclose(jnp.concatenate([y1, y2], axis=1), y, atol=1e-5)
+  np.testing.assert_allclose(h2, h, atol=1e-5)
+  padded = jnp.concatenate([x, jax.random.normal(jax.random.key(3), (2, 5, 128))], axis=1)
+  valid = (jnp.arange(25) < 20).astype(jnp.float32)
+  y_pad, h_pad = lru(padded, valid=valid)
+  np.testing.assert_allclose(y_pad[:, :20], y, atol=1e-5)
+  np.testing.assert_allclose(h_pad, h, atol=1e-5)

@@ -86,19 +86,23 @@ def check_sharded_equals_unsharded(cfg, layouts):
   tokens = jnp.asarray(rng.integers(0, 256, (3, 1200)), jnp.int32)
   mask = jnp.asarray(rng.uniform(size=(3, 1200)) < 0.9, jnp.float32)
   want_logits, want_grads = logits_and_grads(cfg, tokens, mask)
-  for (data, seq), remat in layouts:
+  for (data, seq), remat, *chunk in layouts:
     mesh = sharding.make_mesh(data=data, seq=seq)
-    logits, grads = logits_and_grads(dataclasses.replace(cfg, remat=remat), tokens, mask, mesh)
+    layout_cfg = dataclasses.replace(cfg, remat=remat, remat_chunk=chunk[0] if chunk else None)
+    logits, grads = logits_and_grads(layout_cfg, tokens, mask, mesh)
     assert logits.shape == want_logits.shape == (3, 1200, 256)
-    assert relative(logits, want_logits) <= 1e-5, (data, seq, remat)
+    assert relative(logits, want_logits) <= 1e-5, (data, seq, remat, chunk)
     for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
-      assert relative(got, want) <= 1e-4, (data, seq, remat)
+      assert relative(got, want) <= 1e-4, (data, seq, remat, chunk)
 
 
 def test_sharded_equals_unsharded():
   # Sequence sharded 2, 4 (with 2-way data sharding) and 8 ways (local inner-level lengths down to 1 step); each
-  # layout with another remat policy, which must not change the function either.
-  check_sharded_equals_unsharded(TINY, [((1, 2), "recurrence"), ((2, 4), "block"), ((1, 8), "stack")])
+  # layout with another remat policy, which must not change the function either. The last two run each shard's
+  # blocks in time chunks (local level-0 lengths 640 and 320: chunks of 100, the last padded, and of 64), the
+  # CG-LRU state entering each shard gathered from the others' chunk summaries.
+  check_sharded_equals_unsharded(TINY, [((1, 2), "recurrence"), ((2, 4), "block"), ((1, 8), "stack"),
+                                        ((1, 2), "block", 100), ((2, 4), "stack", 64)])
 
 
 @pytest.mark.slow

@@ -30,6 +30,8 @@ def add_arguments(parser):
   parser.add_argument("--tokens", type=int, default=960_000, help="sequence length (padded to seq x total pool)")
   parser.add_argument("--seq", type=int, default=8, help="devices along the time axis")
   parser.add_argument("--remat", default="block", choices=REMAT_POLICIES, help="rematerialisation policy")
+  parser.add_argument("--remat-chunk", type=int, default=None,
+                      help="ModelConfig.remat_chunk: time steps per recomputed chunk of each residual block")
   parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.scan backend (default: the platform's)")
   parser.add_argument("--max-gib", type=float, default=None,
                       help="run the step only if XLA's plan fits in this (default: 90%% of MemAvailable)")
@@ -60,7 +62,8 @@ def run(args):
   from hrnn.config import get_preset
   from hrnn.model import HarmonicRNN
 
-  cfg = dataclasses.replace(get_preset(args.preset), remat=args.remat, scan_backend=args.scan_backend)
+  cfg = dataclasses.replace(get_preset(args.preset), remat=args.remat, remat_chunk=args.remat_chunk,
+                            scan_backend=args.scan_backend)
   mesh = sharding.make_mesh(data=1, seq=args.seq)
   progress = tqdm(total=3, desc="long context", unit="phase")
   model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
@@ -83,6 +86,7 @@ def run(args):
                             + memory.output_size_in_bytes) / 2**30
   limit_gib = args.max_gib if args.max_gib is not None else 0.9 * available_gib()
   report = {"preset": args.preset, "tokens": args.tokens, "seq_devices": args.seq, "remat": cfg.remat,
+            "remat_chunk": cfg.remat_chunk,
             "scan_backend": cfg.scan_backend or "default", "compile_s": round(compile_s, 1),
             "planned_gib": round(planned_gib, 2)}
   if planned_gib > limit_gib:

@@ -1,0 +1,116 @@
+"""hrnn.blocks: temporal stacks scanned over their pairs, time-chunked recomputation (remat_chunk)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hrnn.blocks import TemporalStack, compiler_options, from_time_chunks, time_chunks
+from hrnn.config import ConfigError, get_preset
+from hrnn.model import HarmonicRNN, loss_bits
+
+SMALL = dataclasses.replace(get_preset("smoke"), width=16, lru_width=32, gate_blocks=4)
+
+
+def relative(x, ref):
+  return float(jnp.linalg.norm(jnp.ravel(x - ref)) / jnp.linalg.norm(jnp.ravel(ref)))
+
+
+def counts(module):
+  return [int(c) for c in jax.tree.leaves(nnx.state(module, nnx.RngCount))]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_stack_scan_equals_blocks_in_order(dropout):
+  # One lax.scan over the stacked (recurrent, MLP) pairs computes what the blocks do one after another, dropout
+  # masks included (each block keeps its own stream), and advances each block's stream as they do.
+  cfg = dataclasses.replace(SMALL, dropout=dropout)
+  x = jax.random.normal(jax.random.key(0), (2, 50, 16))
+  scanned, unrolled = (TemporalStack(cfg, 3, 7, rngs=nnx.Rngs(1)) for _ in range(2))
+
+  def in_order(stack, x):
+    for block in stack.blocks:
+      x = block(x)
+    return x
+
+  y, grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(s(x)))))(scanned, x)
+  want, want_grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(in_order(s, x)))))(unrolled, x)
+  assert abs(float(y - want)) <= 1e-5 * abs(float(want))
+  for got, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+    assert relative(got, ref) <= 1e-5
+  assert counts(scanned) == counts(unrolled) and (max(counts(scanned)) > 0) == (dropout > 0)
+
+
+def test_time_chunks_round_trip():
+  x = jnp.arange(2 * 10 * 3, dtype=jnp.float32).reshape(2, 10, 3)
+  chunks, valid = time_chunks(x, 3)  # 3 chunks of 4 steps, the last holding 2 real steps
+  assert chunks.shape == (3, 2, 4, 3) and valid.tolist() == [[1] * 4, [1] * 4, [1, 1, 0, 0]]
+  np.testing.assert_array_equal(chunks[1, :, 0], x[:, 4])
+  np.testing.assert_array_equal(from_time_chunks(chunks, 10), x)
+
+
+def logits_and_grads(cfg, tokens):
+  model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
+  model.eval()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def loss(params):
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    return loss_bits(model, tokens), model(tokens)
+
+  (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=compiler_options(cfg))(params)
+  return logits, grads
+
+
+def test_remat_chunk_computes_the_same_function():
+  # 1,000 tokens (padded to 1,120 inside): level lengths 1,120 / 560 / 140 / ...; chunks of at most 97 steps
+  # (12 of 94 at level 0 and 6 of 94 at level 1, both with a padded last chunk) and 300 (4 and 2 chunks of 280,
+  # under remat "stack"); the levels shorter than a chunk run whole.
+  tokens = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 1000)), jnp.int32)
+  want_logits, want_grads = logits_and_grads(SMALL, tokens)
+  for remat, chunk in (("block", 97), ("stack", 300)):
+    logits, grads = logits_and_grads(dataclasses.replace(SMALL, remat=remat, remat_chunk=chunk), tokens)
+    assert relative(logits, want_logits) <= 1e-5, (remat, chunk)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+      assert relative(got, want) <= 1e-4, (remat, chunk)
+
+
+def test_remat_chunk_dropout_advances_streams_as_whole():
+  # Training mode: each block draws one dropout key per call, chunked or not, and the masks are applied.
+  cfg = dataclasses.replace(SMALL, dropout=0.5)
+  tokens = jnp.zeros((2, 640), jnp.int32)
+  outputs, advanced = [], []
+  for chunk in (None, 100):
+    model = HarmonicRNN(dataclasses.replace(cfg, remat="block", remat_chunk=chunk), rngs=nnx.Rngs(0))
+    outputs.append(nnx.jit(lambda m, x: m(x))(model, tokens))
+    advanced.append(counts(model))
+  assert advanced[0] == advanced[1] and max(advanced[0]) > 0
+  model.eval()
+  quiet = nnx.jit(lambda m, x: m(x))(model, tokens)
+  assert all(relative(out, quiet) > 1e-3 for out in outputs)  # dropout changed the logits
+
+
+def test_remat_chunk_config():
+  assert dataclasses.replace(SMALL, remat="stack", remat_chunk=4000).remat_chunk == 4000
+  for bad in (dict(remat="none", remat_chunk=100), dict(remat="recurrence", remat_chunk=100),
+              dict(remat="block", remat_chunk=0), dict(remat="block", remat_chunk=True)):
+    with pytest.raises(ConfigError, match="remat_chunk"):
+      dataclasses.replace(SMALL, **bad)
+
+
+def test_remat_chunk_bounds_memory():
+  # The gradient's compiled scratch memory at the paper's widths, 2 temporal blocks per path at full rate, 12,800
+  # tokens: with time chunks of 800 the backward pass holds one chunk's transients, not the whole sequence's.
+  tokens = jnp.zeros((1, 12_800), jnp.int32)
+  temp = {}
+  for chunk in (None, 800):
+    cfg = dataclasses.replace(get_preset("paper"), blocks=(2, 0, 0, 0, 0), remat="block", remat_chunk=chunk)
+    model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    grad = jax.grad(lambda p: loss_bits(nnx.merge(graphdef, p, rest, copy=True), tokens))
+    compiled = jax.jit(grad, compiler_options=compiler_options(cfg)).lower(params).compile()
+    temp[chunk] = compiled.memory_analysis().temp_size_in_bytes
+  assert temp[800] < 0.5 * temp[None], temp
