@@ -50,7 +50,7 @@ METRICS_FILE = "metrics.jsonl"
 # Config fields a resumed run may change: lengths and bookkeeping, and the model's memory/speed options.
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "data_root", "checkpoint_every", "keep_checkpoints", "eval_every",
                               "eval_batch_size", "log_every", "mesh_data", "mesh_seq"})
-RESUMABLE_MODEL_FIELDS = frozenset({"scan_backend", "remat"})
+RESUMABLE_MODEL_FIELDS = frozenset({"scan_backend", "remat", "remat_chunk"})
 
 
 @flax.struct.dataclass

@@ -21,9 +21,11 @@ def test_bench_train_reports_speed_memory_and_epochs_per_hour(capsys):
 
 
 def test_bench_long_context_runs_the_sharded_step_or_says_why_not(capsys):
-  args = ("long_context", "--preset", "smoke", "--tokens", "640", "--seq", "2")
+  # 320 local tokens per device in time chunks of at most 100 (4 chunks of 80 at the outer level).
+  args = ("long_context", "--preset", "smoke", "--tokens", "640", "--seq", "2", "--remat-chunk", "100")
   r = _json(capsys, *args)
-  assert (r["tokens"], r["seq_devices"]) == (640, 2) and r["planned_gib"] >= 0  # rounded: 0.0 at this size
+  assert (r["tokens"], r["seq_devices"], r["remat_chunk"]) == (640, 2, 100)
+  assert r["planned_gib"] >= 0  # rounded: 0.0 at this size
   assert r["tokens_per_s"] > 0 and r["grad_norm"] > 0 and 7.0 < r["loss_bits"] < 10.0 and "skipped" not in r
   skipped = _json(capsys, *args, "--max-gib", "0")
   assert "exceed 0.0 GiB" in skipped["skipped"] and "step_s" not in skipped

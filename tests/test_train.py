@@ -213,9 +213,13 @@ def test_cli_config_new_run_resumed_run_and_overrides(data_root, tmp_path):
   parse = lambda *argv: build_parser().parse_args(["train", "--workdir", str(tmp_path), *argv])
   with pytest.raises(ConfigError, match="holds no run yet: give --preset"):
     build_config(parse())
-  new = build_config(parse("--preset", "cpu", "--steps", "50", "--remat", "block", "--batch-size", "4"))
+  new = build_config(parse("--preset", "cpu", "--steps", "50", "--remat", "block", "--remat-chunk", "1000",
+                            "--batch-size", "4"))
   assert (new.preset, new.dataset, new.steps, new.epochs, new.batch_size) == ("cpu", "sc09-espeak", 50, None, 4)
-  assert new.model.remat == "block" and new.warmup_steps == 5 and new.seq_len == 4000
+  assert new.model.remat == "block" and new.model.remat_chunk == 1000
+  assert new.warmup_steps == 5 and new.seq_len == 4000
+  with pytest.raises(ConfigError, match="remat_chunk"):
+    build_config(parse("--preset", "cpu", "--remat-chunk", "1000"))  # chunks need remat block or stack
   saved = run_config(data_root)
   write_config(tmp_path, saved)
   assert build_config(parse()) == saved

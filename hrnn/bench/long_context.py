@@ -3,11 +3,12 @@
 The paper trains on whole YouTubeMix minutes (960,000 tokens at 16 kHz) by sharding the time axis over devices.
 This runs the training gradient (mean NLL in bits and its parameter gradients) of one --tokens-long random
 sequence with the time axis split over --seq devices (`hrnn.sharding`; on CPU, virtual devices from
-XLA_FLAGS=--xla_force_host_platform_device_count, set here when JAX has not started yet), with the --remat policy.
+XLA_FLAGS=--xla_force_host_platform_device_count, set here when JAX has not started yet), with the --remat policy
+and each temporal block run over time chunks of --remat-chunk steps (`ModelConfig.remat_chunk`).
 
-One JSON object: tokens, seq_devices, remat, scan_backend, compile_s, planned_gib (XLA's buffer plan for one
-step: scratch, arguments and outputs of every device, all in this process's memory on CPU) and then, when the
-plan fits in --max-gib (default: 90% of MemAvailable), step_s (wall time of the compiled step), tokens_per_s,
+One JSON object: tokens, seq_devices, remat, remat_chunk, scan_backend, compile_s, planned_gib (XLA's buffer
+plan for one step: scratch, arguments and outputs of every device, all in this process's memory on CPU) and then,
+when the plan fits in --max-gib (default: 90% of MemAvailable), step_s (wall time of the compiled step), tokens_per_s,
 loss_bits, grad_norm (both finite) and peak_rss_gib (this process's peak resident memory); otherwise `skipped`
 says why, instead of running the machine out of memory.
 """
@@ -30,8 +31,9 @@ def add_arguments(parser):
   parser.add_argument("--tokens", type=int, default=960_000, help="sequence length (padded to seq x total pool)")
   parser.add_argument("--seq", type=int, default=8, help="devices along the time axis")
   parser.add_argument("--remat", default="block", choices=REMAT_POLICIES, help="rematerialisation policy")
-  parser.add_argument("--remat-chunk", type=int, default=None,
-                      help="ModelConfig.remat_chunk: time steps per recomputed chunk of each residual block")
+  parser.add_argument("--remat-chunk", type=int, default=4000,
+                      help="ModelConfig.remat_chunk: time steps per recomputed chunk of each temporal block "
+                           "(default 4000; 0: whole sequences)")
   parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.scan backend (default: the platform's)")
   parser.add_argument("--max-gib", type=float, default=None,
                       help="run the step only if XLA's plan fits in this (default: 90%% of MemAvailable)")
@@ -62,7 +64,7 @@ def run(args):
   from hrnn.config import get_preset
   from hrnn.model import HarmonicRNN
 
-  cfg = dataclasses.replace(get_preset(args.preset), remat=args.remat, remat_chunk=args.remat_chunk,
+  cfg = dataclasses.replace(get_preset(args.preset), remat=args.remat, remat_chunk=args.remat_chunk or None,
                             scan_backend=args.scan_backend)
   mesh = sharding.make_mesh(data=1, seq=args.seq)
   progress = tqdm(total=3, desc="long context", unit="phase")

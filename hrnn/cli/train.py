@@ -41,6 +41,10 @@ def add_arguments(parser):
   parser.add_argument("--seed", type=int, help="init, dropout and data-order seed")
   parser.add_argument("--remat", choices=REMAT_POLICIES,
                       help="what the backward pass recomputes instead of storing (less memory, more compute)")
+  parser.add_argument("--remat-chunk", type=int,
+                      help="with --remat block or stack: run each temporal block over time chunks of at most this "
+                           "many steps, each recomputed, so memory stops growing with a block's transients "
+                           "(minute-long sequences)")
   parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.scan backend of the recurrences")
   parser.add_argument("--mesh-data", type=int, help="devices along the batch axis (default: all / --mesh-seq)")
   parser.add_argument("--mesh-seq", type=int, help="devices along the time axis (context parallelism)")
@@ -87,7 +91,8 @@ def build_config(args):
     config = train_config(args.preset, args.dataset, scale=args.scale, **overrides)
   else:
     raise ConfigError(f"{args.workdir} holds no run yet: give --preset (and --dataset) or --config")
-  model = {k: v for k, v in (("remat", args.remat), ("scan_backend", args.scan_backend)) if v is not None}
+  model = {k: v for k, v in (("remat", args.remat), ("remat_chunk", args.remat_chunk),
+                             ("scan_backend", args.scan_backend)) if v is not None}
   return dataclasses.replace(config, model=dataclasses.replace(config.model, **model))
 
 
