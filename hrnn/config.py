@@ -51,8 +51,9 @@ class ModelConfig:
   num_classes: int = 256  # 8-bit tokens
   scan_backend: str | None = None  # hrnn.scan.linear_recurrence backend; None = platform default
   remat: str = "none"  # one of REMAT_POLICIES (True/False mean "block"/"none"): memory for compute on long inputs
-  # With remat "block" or "stack": each residual block runs over time chunks of at most this many steps (of its
-  # own level), each recomputed in the backward pass, so that a block's transients are one chunk's. None: whole.
+  # With remat "block" or "stack": each temporal block (recurrent + MLP pair) runs over time chunks of at most this
+  # many steps of its own level, each recomputed in the backward pass, so that its transients are one chunk's.
+  # None: whole sequences.
   remat_chunk: int | None = None
 
   def __post_init__(self):

@@ -73,8 +73,14 @@ def pad_for_mesh(tokens: jax.Array, mask: jax.Array | None, cfg: ModelConfig,
 def _decorrelate_dropout(model: nnx.Module, seq_shards: int) -> None:
   """Folds this shard's index into the model's RNG keys, so that shards draw different dropout masks."""
   index = jax.lax.axis_index(DATA) * seq_shards + jax.lax.axis_index(SEQ)
-  keys = nnx.state(model, nnx.RngKey)
-  nnx.update(model, jax.tree.map(lambda k: jax.random.fold_in(k, index), keys))
+
+  def fold(key):  # keys of stacked blocks (hrnn.blocks.TemporalStack) come in arrays: one fold per key
+    fold_one = lambda k: jax.random.fold_in(k, index)
+    for _ in range(key.ndim):
+      fold_one = jax.vmap(fold_one)
+    return fold_one(key)
+
+  nnx.update(model, jax.tree.map(fold, nnx.state(model, nnx.RngKey)))
 
 
 def _sharded_forward(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, mesh: Mesh, check_vma: bool):

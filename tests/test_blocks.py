@@ -20,28 +20,34 @@ def relative(x, ref):
 
 
 def counts(module):
-  return [int(c) for c in jax.tree.leaves(nnx.state(module, nnx.RngCount))]
+  """Every dropout stream's draw count (stacked blocks' streams one by one)."""
+  return [int(c) for leaf in jax.tree.leaves(nnx.state(module, nnx.RngCount)) for c in np.ravel(leaf)]
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_stack_scan_equals_blocks_in_order(dropout):
-  # One lax.scan over the stacked (recurrent, MLP) pairs computes what the blocks do one after another, dropout
-  # masks included (each block keeps its own stream), and advances each block's stream as they do.
+  # One lax.scan over the stacked (recurrent, MLP) pairs computes what the blocks do one after another (each a
+  # slice of the stacked arrays), dropout masks included, and advances each block's dropout stream once.
   cfg = dataclasses.replace(SMALL, dropout=dropout)
   x = jax.random.normal(jax.random.key(0), (2, 50, 16))
-  scanned, unrolled = (TemporalStack(cfg, 3, 7, rngs=nnx.Rngs(1)) for _ in range(2))
+  stack = TemporalStack(cfg, 3, 7, rngs=nnx.Rngs(1))
+  assert nnx.state(stack.recurrent, nnx.Param)["layer"]["theta"].shape == (3, 16)  # n blocks stacked
+  before = counts(stack)
 
   def in_order(stack, x):
-    for block in stack.blocks:
+    for block in stack.blocks():
       x = block(x)
     return x
 
-  y, grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(s(x)))))(scanned, x)
-  want, want_grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(in_order(s, x)))))(unrolled, x)
+  want, want_grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(in_order(s, x)))))(stack, x)
+  y, grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(s(x)))))(stack, x)
   assert abs(float(y - want)) <= 1e-5 * abs(float(want))
   for got, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
     assert relative(got, ref) <= 1e-5
-  assert counts(scanned) == counts(unrolled) and (max(counts(scanned)) > 0) == (dropout > 0)
+  assert counts(stack) == [c + (dropout > 0) for c in before]
+  # Independent initialisation of the stacked blocks.
+  theta = nnx.state(stack.recurrent, nnx.Param)["layer"]["theta"][...]
+  assert not np.allclose(theta[0], theta[1])
 
 
 def test_time_chunks_round_trip():

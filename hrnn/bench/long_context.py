@@ -31,9 +31,9 @@ def add_arguments(parser):
   parser.add_argument("--tokens", type=int, default=960_000, help="sequence length (padded to seq x total pool)")
   parser.add_argument("--seq", type=int, default=8, help="devices along the time axis")
   parser.add_argument("--remat", default="block", choices=REMAT_POLICIES, help="rematerialisation policy")
-  parser.add_argument("--remat-chunk", type=int, default=4000,
+  parser.add_argument("--remat-chunk", type=int, default=500,
                       help="ModelConfig.remat_chunk: time steps per recomputed chunk of each temporal block "
-                           "(default 4000; 0: whole sequences)")
+                           "(default 500; 0: whole sequences)")
   parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.scan backend (default: the platform's)")
   parser.add_argument("--max-gib", type=float, default=None,
                       help="run the step only if XLA's plan fits in this (default: 90%% of MemAvailable)")

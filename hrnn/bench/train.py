@@ -1,7 +1,8 @@
 """Benchmark: training throughput, compile time and peak memory of one `hrnn.train` step.
 
 The step is the real one (`hrnn.train.make_train_step`: forward, backward, clipping, AdamW, EMA, dropout) on a
-random batch [batch, seq_len] on the default mesh. Reported: compile_s (lowering + XLA compilation of the step),
+random batch [batch, seq_len] on the default mesh, by default with remat "block" and time chunks of 500 steps
+(`ModelConfig.remat_chunk`: one chunk's activations stay in cache, and memory stays small). Reported: compile_s (lowering + XLA compilation of the step),
 tokens_per_s = batch x seq_len x steps / time of `steps` steps after one warm-up step, epochs_per_hour of SC09
 (31,158 training clips of 16,000 tokens) at that rate, and peak_rss_mb, the process's peak resident memory (compile
 included); tokens_per_cpu_s divides by the process's CPU time instead (steadier on a shared machine). With several
@@ -20,7 +21,7 @@ HELP = "Training step: tokens/s, SC09 epochs/hour, compile time and peak memory 
 SC09_TRAIN_CLIPS = 31_158  # reference.md section 3
 # hrnn.paper Table 2 row label of each preset it reports.
 PAPER_ROWS = {"paper": "baseline", "one-pool": "1 pool layer", "no-pool": "no pooling"}
-MEMORY_LEAN = {"remat": "block", "scan_backend": None}  # defaults of --remat / --scan-backend
+MEMORY_LEAN = {"remat": "block", "remat_chunk": 500, "scan_backend": None}  # defaults of the memory flags
 
 
 def add_arguments(parser):
@@ -33,12 +34,16 @@ def add_arguments(parser):
   parser.add_argument("--steps", type=int, default=2, help="timed steps (after one warm-up step)")
   parser.add_argument("--remat", choices=REMAT_POLICIES, default=MEMORY_LEAN["remat"],
                       help="ModelConfig.remat: what the backward pass recomputes")
+  parser.add_argument("--remat-chunk", type=int, default=MEMORY_LEAN["remat_chunk"],
+                      help="ModelConfig.remat_chunk: time steps per recomputed chunk of each temporal block "
+                           "(default 500, which also keeps them in cache; 0: whole sequences)")
   parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, default=MEMORY_LEAN["scan_backend"],
                       help="ModelConfig.scan_backend (default: the platform's)")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, scan_backend: str | None) -> dict:
+def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, remat_chunk: int | None,
+            scan_backend: str | None) -> dict:
   """Compiles and times the training step of `preset` in this process."""
   import dataclasses
   import time
@@ -51,7 +56,8 @@ def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, scan_
   from hrnn.config import TrainConfig, get_preset
   from hrnn.evaluate import replicate, to_mesh
 
-  model = dataclasses.replace(get_preset(preset), remat=remat, scan_backend=scan_backend)
+  model = dataclasses.replace(get_preset(preset), remat=remat, remat_chunk=remat_chunk or None,
+                              scan_backend=scan_backend)
   config = TrainConfig(model=model, preset=preset, batch_size=batch, seq_len=seq_len, steps=steps + 1, epochs=None)
   mesh = train.make_mesh(config)
   schedule = train.learning_rate_schedule(config, steps + 1)
@@ -73,7 +79,7 @@ def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, scan_
   elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
   tokens_per_s = batch * seq_len * steps / elapsed
   return {
-      "preset": preset, "batch": batch, "seq_len": seq_len, "steps": steps, "remat": remat,
+      "preset": preset, "batch": batch, "seq_len": seq_len, "steps": steps, "remat": remat, "remat_chunk": remat_chunk,
       "scan_backend": scan_backend or scan.default_backend(), "devices": jax.device_count(),
       "platform": jax.default_backend(), "compile_s": round(compile_s, 1),
       "step_s": round(elapsed / steps, 2), "tokens_per_s": round(tokens_per_s, 1),
@@ -89,6 +95,7 @@ def _in_subprocess(preset: str, args) -> dict:
              "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--remat", args.remat, "--json"]
   if args.scan_backend:
     command += ["--scan-backend", args.scan_backend]
+  command += ["--remat-chunk", str(args.remat_chunk or 0)]
   done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
   return json.loads(done.stdout)
 
@@ -113,7 +120,8 @@ def compare(results: list[dict]) -> dict:
 
 def run(args):
   if len(args.preset) == 1:
-    result = measure(args.preset[0], args.batch, args.seq_len, args.steps, args.remat, args.scan_backend)
+    result = measure(args.preset[0], args.batch, args.seq_len, args.steps, args.remat, args.remat_chunk,
+                     args.scan_backend)
   else:
     runs = [_in_subprocess(preset, args) for preset in args.preset]
     result = {"runs": runs, **compare(runs)}
@@ -123,7 +131,8 @@ def run(args):
   for r in result.get("runs", [result]):
     print(f"{r['preset']:>10}: {r['tokens_per_s']:>9,.0f} tok/s  {r['epochs_per_hour']:.3f} SC09 epochs/h  "
           f"compile {r['compile_s']:.0f} s  peak RSS {r['peak_rss_mb']:,.0f} MB  "
-          f"[batch {r['batch']} x {r['seq_len']}, remat {r['remat']}, scan {r['scan_backend']}]")
+          f"[batch {r['batch']} x {r['seq_len']}, remat {r['remat']} (chunks {r['remat_chunk']}), "
+          f"scan {r['scan_backend']}]")
   for preset, ratio in result.get("ratios", {}).items():
     print(f"{preset:>10}: {ratio['here']:.2f}x {result['relative_to']} ({ratio['here_per_cpu_s']:.2f}x per CPU "
           f"second; paper: {ratio['paper']})")
