@@ -60,15 +60,17 @@ struct Shape {
 // Runs fn(row) for every batch row, on up to hardware_concurrency threads.
 template <typename Fn>
 void ForEachRow(const Shape& shape, Fn&& fn) {
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
   const int64_t work = shape.rows * shape.steps * shape.channels;
-  const int64_t threads = std::min<int64_t>(
-      {static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency())), shape.rows, 1 + work / kWorkPerThread});
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>({cores, shape.rows, 1 + work / kWorkPerThread}));
   auto run = [&](int64_t first, int64_t last) {
     for (int64_t row = first; row < last; ++row) fn(row);
   };
   std::vector<std::thread> pool;
-  for (int64_t k = 1; k < threads; ++k) pool.emplace_back(run, shape.rows * k / threads, shape.rows * (k + 1) / threads);
-  run(0, shape.rows / std::max<int64_t>(threads, 1));
+  for (int64_t k = 1; k < threads; ++k) {
+    pool.emplace_back(run, shape.rows * k / threads, shape.rows * (k + 1) / threads);
+  }
+  run(0, shape.rows / threads);
   for (auto& thread : pool) thread.join();
 }
 
@@ -169,38 +171,32 @@ ffi::Error GradImpl(ffi::Buffer<D> a, ffi::Buffer<D> h, ffi::Buffer<D> h_start, 
                     ffi::ResultBuffer<D> dh0) {
   Shape shape;
   if (ffi::Error error = CheckShapes(a, h, h_start, &shape); error.failure()) return error;
+  if (ffi::Error error = CheckShapes(a, dh, carry, &shape); error.failure()) return error;
   Grad(shape, a.typed_data(), h.typed_data(), h_start.typed_data(), dh.typed_data(), carry.typed_data(),
        da->typed_data(), g->typed_data(), dh0->typed_data());
   return ffi::Error::Success();
 }
 
+// FFI signatures: (a, b or h, state) buffers first, then each handler's own.
+template <ffi::DataType D>
+auto ThreeBuffers() {
+  return ffi::Ffi::Bind().Arg<ffi::Buffer<D>>().template Arg<ffi::Buffer<D>>().template Arg<ffi::Buffer<D>>();
+}
+
 template <ffi::DataType D>
 auto ScanBinding() {
-  return ffi::Ffi::Bind()
-      .Arg<ffi::Buffer<D>>()
-      .template Arg<ffi::Buffer<D>>()
-      .template Arg<ffi::Buffer<D>>()
-      .template Ret<ffi::Buffer<D>>()
-      .template Ret<ffi::Buffer<D>>()
-      .template Attr<bool>("reverse");
+  return ThreeBuffers<D>().template Ret<ffi::Buffer<D>>().template Ret<ffi::Buffer<D>>().template Attr<bool>(
+      "reverse");
 }
 
 template <ffi::DataType D>
 auto ScanFinalBinding() {
-  return ffi::Ffi::Bind()
-      .Arg<ffi::Buffer<D>>()
-      .template Arg<ffi::Buffer<D>>()
-      .template Arg<ffi::Buffer<D>>()
-      .template Ret<ffi::Buffer<D>>()
-      .template Attr<bool>("reverse");
+  return ThreeBuffers<D>().template Ret<ffi::Buffer<D>>().template Attr<bool>("reverse");
 }
 
 template <ffi::DataType D>
 auto GradBinding() {
-  return ffi::Ffi::Bind()
-      .Arg<ffi::Buffer<D>>()
-      .template Arg<ffi::Buffer<D>>()
-      .template Arg<ffi::Buffer<D>>()
+  return ThreeBuffers<D>()
       .template Arg<ffi::Buffer<D>>()
       .template Arg<ffi::Buffer<D>>()
       .template Ret<ffi::Buffer<D>>()
