@@ -7,7 +7,7 @@ outputs kp+j, j = 0..p-1, depend on coarse step k alone:   y_{kp+j} = V_{p-1-j} 
 Together with the input shift of the model, the whole U-Net is causal without any extra shift.
 
 The parameters are those of `nnx.Conv` layers (kernel [p, d/G, d], bias [d]), but since the windows do not
-overlap, both directions are computed tap by tap with `grouped_matmul`, the formulas of step-wise generation:
+overlap, both directions are computed tap by tap with `apply_tap`, the formulas of step-wise generation:
 XLA's CPU grouped convolutions, and above all their gradients, are slow (the depthwise up-pool's gradient at
 [4, 16000, 128] takes 3.9 s as a convolution, 0.05 s as products).
 """
@@ -46,10 +46,10 @@ class DownPool(nnx.Module):
     frames = jnp.concatenate([left_context(x, self.p - 1, seq_axis), x], axis=1)[:, :length]
     windows = frames.reshape(batch, length // self.p, self.p, width)  # window k: frames kp-p+1 .. kp
     params = self.step_params()
-    return sum(grouped_matmul(windows[:, :, i], w) for i, w in enumerate(params["w"])) + params["b"]
+    return sum(apply_tap(windows[:, :, i], w) for i, w in enumerate(params["w"])) + params["b"]
 
   def step_params(self) -> dict[str, jax.Array]:
-    """Per-tap grouped weights "w" [p, G, d/G, d/G] (tap i multiplies frame kp-p+1+i) and the bias "b" [d]."""
+    """Per-tap weights "w" (`grouped_taps`: [p, d] or [p, d, d]; tap i multiplies frame kp-p+1+i), bias "b" [d]."""
     return {"w": grouped_taps(self.conv), "b": self.conv.bias[...]}
 
   def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
@@ -59,7 +59,7 @@ class DownPool(nnx.Module):
     taps = grouped_taps(self.conv)
     acc = jnp.zeros((x.shape[0], x.shape[2]), x.dtype)
     for j in range(n):
-      acc = acc + grouped_matmul(x[:, k * self.p + 1 + j], taps[j])
+      acc = acc + apply_tap(x[:, k * self.p + 1 + j], taps[j])
     return self(x), acc
 
 
@@ -76,7 +76,7 @@ class UpPool(nnx.Module):
     return up_pool_step(self.step_params(), x).reshape(batch, coarse * self.p, width)  # [B, T/p, p, d] -> [B, T, d]
 
   def step_params(self) -> dict[str, jax.Array]:
-    """Per-offset grouped weights "w" [p, G, d/G, d/G] (w[j] = V_{p-1-j} makes fine output kp+j) and "b" [d]."""
+    """Per-offset weights "w" (`grouped_taps`; w[j] = V_{p-1-j} makes fine output kp+j) and the bias "b" [d]."""
     return {"w": grouped_taps(self.conv)[::-1], "b": self.conv.bias[...]}
 
   def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
@@ -87,25 +87,26 @@ class UpPool(nnx.Module):
 
 
 def grouped_taps(conv: nnx.Conv) -> jax.Array:
-  """A grouped conv kernel [p, d_in/G, d_out] as per-tap, per-group matrices [p, G, d_in/G, d_out/G]."""
+  """A grouped conv kernel [p, d_in/G, d_out] as one matrix per tap, each acting on a whole frame: [p, d] when
+  depthwise (the diagonals, kept as vectors), else the block-diagonal matrices [p, d_in, d_out].
+
+  Dense block-diagonal matrices rather than a batched product over the groups (G times the FLOPs): XLA's CPU
+  batched dots round differently depending on a row's position in the batch, so a token's logits would depend, in
+  the last bits, on the other rows.
+  """
   kernel = conv.kernel[...]
   p, c_in, d_out = kernel.shape
   groups = conv.feature_group_count
-  return kernel.reshape(p, c_in, groups, d_out // groups).transpose(0, 2, 1, 3)
-
-
-def grouped_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-  """x [..., G * c_in] times the block-diagonal matrix with blocks w [G, c_in, c_out] -> [..., G * c_out].
-
-  Depthwise (c_in = c_out = 1) an elementwise product. Otherwise one dense matmul with the block-diagonal matrix
-  (G times the FLOPs of a batched product over the groups, which XLA's CPU dots round differently depending on a
-  row's position in the batch: a token's logits would then depend, in the last bits, on the other rows).
-  """
-  groups, c_in, c_out = w.shape
+  c_out = d_out // groups
   if c_in == c_out == 1:
-    return x * w.reshape(groups)
-  dense = jnp.einsum("gio,gh->giho", w, jnp.eye(groups, dtype=w.dtype)).reshape(groups * c_in, groups * c_out)
-  return x @ dense
+    return kernel.reshape(p, d_out)
+  blocks = kernel.reshape(p, c_in, groups, c_out)  # [p, i, g, o]: input g * c_in + i -> output g * c_out + o
+  return jnp.einsum("pigo,gh->pgiho", blocks, jnp.eye(groups, dtype=kernel.dtype)).reshape(p, groups * c_in, d_out)
+
+
+def apply_tap(x: jax.Array, w: jax.Array) -> jax.Array:
+  """Frames x [..., d_in] times one tap's matrix from `grouped_taps`: w [d] (a diagonal) or [d_in, d_out]."""
+  return x * w if w.ndim == 1 else x @ w
 
 
 def init_down_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
@@ -115,12 +116,12 @@ def init_down_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
 
 def down_pool_accumulate(params: dict[str, jax.Array], acc: jax.Array, x: jax.Array, j: jax.Array) -> jax.Array:
   """Adds fine frame kp+j (j = 1..p-1, may be traced) to the next window's partial sum: acc + W_{j-1} x."""
-  return acc + grouped_matmul(x, params["w"][j - 1])
+  return acc + apply_tap(x, params["w"][j - 1])
 
 
 def down_pool_close(params: dict[str, jax.Array], acc: jax.Array, x: jax.Array) -> jax.Array:
   """The coarse input at fine step kp from the partial sum and frame kp: c_k = acc + W_{p-1} x + bias."""
-  return acc + grouped_matmul(x, params["w"][-1]) + params["b"]
+  return acc + apply_tap(x, params["w"][-1]) + params["b"]
 
 
 def init_up_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
@@ -131,4 +132,4 @@ def init_up_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
 
 def up_pool_step(params: dict[str, jax.Array], c: jax.Array) -> jax.Array:
   """The p fine outputs of coarse steps c [..., d]: y_{kp+j} = V_{p-1-j} c + bias, as [..., p, d]."""
-  return jnp.stack([grouped_matmul(c, w) for w in params["w"]], axis=-2) + params["b"]
+  return jnp.stack([apply_tap(c, w) for w in params["w"]], axis=-2) + params["b"]

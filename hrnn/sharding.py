@@ -75,10 +75,7 @@ def _decorrelate_dropout(model: nnx.Module, seq_shards: int) -> None:
   index = jax.lax.axis_index(DATA) * seq_shards + jax.lax.axis_index(SEQ)
 
   def fold(key):  # keys of stacked blocks (hrnn.blocks.TemporalStack) come in arrays: one fold per key
-    fold_one = lambda k: jax.random.fold_in(k, index)
-    for _ in range(key.ndim):
-      fold_one = jax.vmap(fold_one)
-    return fold_one(key)
+    return jax.vmap(lambda k: jax.random.fold_in(k, index))(key.reshape(-1)).reshape(key.shape)
 
   nnx.update(model, jax.tree.map(fold, nnx.state(model, nnx.RngKey)))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn.pooling import DownPool, UpPool, grouped_matmul, left_context
+from hrnn.pooling import DownPool, UpPool, grouped_taps, left_context
 
 
 def _conv_down(pool: DownPool, x: jax.Array) -> jax.Array:
@@ -45,11 +45,14 @@ def test_down_pool_window_is_causal_and_aligned():
     assert changed.nonzero()[0].tolist() == ([window] if window < base.shape[1] else [])
 
 
-def test_grouped_matmul_is_block_diagonal():
-  groups, c_in, c_out = 3, 2, 4
-  w = jax.random.normal(jax.random.key(0), (groups, c_in, c_out))
-  x = jax.random.normal(jax.random.key(1), (5, 2, groups * c_in))
-  want = jnp.concatenate([x[..., g * c_in:(g + 1) * c_in] @ w[g] for g in range(groups)], axis=-1)
-  np.testing.assert_allclose(grouped_matmul(x, w), want, rtol=1e-6, atol=1e-6)
-  depthwise = jax.random.normal(jax.random.key(2), (6, 1, 1))
-  np.testing.assert_allclose(grouped_matmul(x, depthwise), x * depthwise[:, 0, 0], rtol=1e-6)
+def test_grouped_taps_are_block_diagonal():
+  p, width, groups = 3, 8, 4
+  conv = nnx.Conv(width, width, kernel_size=(p,), feature_group_count=groups, rngs=nnx.Rngs(0))
+  kernel, taps, c = conv.kernel[...], grouped_taps(conv), width // groups  # kernel [p, c, width]
+  assert taps.shape == (p, width, width)
+  for g in range(groups):
+    for h in range(groups):
+      block = taps[:, g * c:(g + 1) * c, h * c:(h + 1) * c]
+      np.testing.assert_array_equal(block, kernel[:, :, h * c:(h + 1) * c] if g == h else 0)
+  depthwise = nnx.Conv(width, width, kernel_size=(p,), feature_group_count=width, rngs=nnx.Rngs(1))
+  np.testing.assert_array_equal(grouped_taps(depthwise), depthwise.kernel[...][:, 0, :])  # the diagonals, [p, d]
