@@ -88,7 +88,7 @@ def build_config(args):
   elif saved is not None and args.preset in (None, saved.preset):
     config = dataclasses.replace(saved, **overrides)
   elif args.preset:
-    config = train_config(args.preset, args.dataset, scale=args.scale, **overrides)
+    config = train_config(args.preset, overrides.pop("dataset", None), scale=args.scale, **overrides)
   else:
     raise ConfigError(f"{args.workdir} holds no run yet: give --preset (and --dataset) or --config")
   model = {k: v for k, v in (("remat", args.remat), ("remat_chunk", args.remat_chunk),
