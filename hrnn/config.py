@@ -96,6 +96,8 @@ class ModelConfig:
         fail(field, "must be in [0, 1)")
     if not 0.0 < self.r_min < self.r_max < 1.0:
       fail("r_min", f"need 0 < r_min < r_max < 1 (r_max={self.r_max})")
+    if not (math.isfinite(self.max_phase) and self.max_phase > 0):
+      fail("max_phase", "must be a finite positive angle (radians)")
 
   @property
   def groups(self) -> int:
@@ -223,10 +225,10 @@ class TrainConfig:
     if self.batch_size % self.grad_accum:
       fail("batch_size", f"must be a multiple of grad_accum={self.grad_accum}")
     for field in ("learning_rate", "clip_norm", "skip_norm"):
-      if not getattr(self, field) > 0:
-        fail(field, "must be positive")
-    if self.weight_decay < 0:
-      fail("weight_decay", "must be non-negative")
+      if not (math.isfinite(getattr(self, field)) and getattr(self, field) > 0):
+        fail(field, "must be a finite positive number")
+    if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+      fail("weight_decay", "must be a finite non-negative number")
     for field in ("b1", "b2", "ema_decay"):
       if not 0.0 <= getattr(self, field) < 1.0:
         fail(field, "must be in [0, 1)")

@@ -6,9 +6,11 @@ HELP = "Evaluate a trained run: NLL in bits per sample over a whole split, with 
 
 
 def add_arguments(parser):
+  from hrnn.cli import positive_int
+
   parser.add_argument("--workdir", required=True, help="run directory written by `hrnn train`")
   parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
-  parser.add_argument("--batch-size", type=int, help="evaluation batch (default: the run's evaluation batch)")
+  parser.add_argument("--batch-size", type=positive_int, help="evaluation batch (default: the run's evaluation batch)")
   parser.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA")
   parser.add_argument("--data-root", help="data root (default: the run's, else $HRNN_DATA or ~/.cache/hrnn/data)")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -24,7 +26,7 @@ def run(args):
   step = latest_step(args.workdir)
   model, config = load_model(args.workdir, ema=not args.raw, step=step)
   ds = data.load_split(config.dataset, args.split, root=args.data_root or config.data_root)
-  batch_size = args.batch_size or config.eval_batch_size or config.batch_size
+  batch_size = args.batch_size if args.batch_size is not None else config.eval_batch_size or config.batch_size
   nll = evaluate(model, ds, batch_size, seq_len=data.get_spec(config.dataset).length, progress=not args.json)
   result = {"workdir": str(args.workdir), "dataset": config.dataset, "split": args.split, "step": step,
             "weights": "raw" if args.raw else "ema", "examples": len(ds), "nll_bits": nll}

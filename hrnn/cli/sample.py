@@ -6,19 +6,20 @@ HELP = "Generate audio: sample 16 kHz WAV files step by step from a trained run 
 
 
 def add_arguments(parser):
+  from hrnn.cli import positive_float, positive_int
   from hrnn.config import PRESETS  # light: no JAX
 
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--checkpoint", metavar="DIR", help="run directory written by `hrnn train` (EMA weights)")
   source.add_argument("--preset", help=f"a randomly initialised model (for benchmarking), one of: {', '.join(PRESETS)}")
-  parser.add_argument("--n", type=int, default=8, help="number of samples")
-  parser.add_argument("--seconds", type=float, default=4.0, help="seconds of audio to generate per sample (16 kHz)")
+  parser.add_argument("--n", type=positive_int, default=8, help="number of samples")
+  parser.add_argument("--seconds", type=positive_float, default=4.0, help="seconds of audio to generate per sample (16 kHz)")
   parser.add_argument("--out", default="samples", help="output folder for sample_NNNNN.wav")
-  parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (> 0)")
+  parser.add_argument("--temperature", type=positive_float, default=1.0, help="softmax temperature (> 0)")
   parser.add_argument("--seed", type=int, default=0, help="sampling seed (and the init seed with --preset)")
   parser.add_argument("--prompt", metavar="WAV", help="continue this audio file (its first --prompt-seconds)")
-  parser.add_argument("--prompt-seconds", type=float, default=1.0, help="seconds of --prompt to continue")
-  parser.add_argument("--batch-size", type=int, default=32, help="samples generated together")
+  parser.add_argument("--prompt-seconds", type=positive_float, default=1.0, help="seconds of --prompt to continue")
+  parser.add_argument("--batch-size", type=positive_int, default=32, help="samples generated together")
   parser.add_argument("--quantization", choices=("mu-law", "linear"),
                       help="token encoding of the WAVs; unset: the checkpoint's dataset's (mu-law with --preset)")
 
