@@ -3,9 +3,9 @@
 Documented handling (nothing is dropped silently):
   * other sample rates are resampled (polyphase, scipy.signal.resample_poly) to the requested rate;
   * multi-channel files are down-mixed to mono by averaging the channels;
-  * corrupt, empty (0 frames) or truncated files raise AudioError naming the file. A WAV file is truncated when
-    its header declares more sample bytes than the file holds (libsndfile would otherwise read the shorter part
-    without complaint).
+  * corrupt, empty (0 frames), truncated files, and files holding NaN or infinite samples raise AudioError naming
+    the file (loaders skip it with a warning). A WAV file is truncated when its header declares more sample bytes
+    than the file holds (libsndfile would otherwise read the shorter part without complaint).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   Returns:
     float32 [T] with T = probe(path).frames_at(sample_rate).
   Raises:
-    AudioError: naming the file, when it is corrupt, truncated or empty.
+    AudioError: naming the file, when it is corrupt, truncated, empty or holds non-finite samples.
   """
   path = Path(path)
   info = probe(path)
@@ -118,6 +118,8 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   if len(x) != info.frames:
     raise AudioError(f"{path}: decoded {len(x)} frames but the header declares {info.frames}; the file is "
                      "damaged: replace or delete it")
+  if not np.isfinite(x).all():  # float WAVs can hold them; quantized they would pass for silence
+    raise AudioError(f"{path}: holds NaN or infinite samples; the file is corrupt: replace or delete it")
   return resample(downmix(x), rate, sample_rate)
 
 
