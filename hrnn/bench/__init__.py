@@ -1,4 +1,4 @@
-"""Benchmarks behind `hrnn bench` and the scripts in benchmarks/. Each module: HELP, add_arguments, run."""
+"""The benchmarks behind `hrnn bench` (its only entry point). Each module: HELP, add_arguments, run."""
 
 import resource
 
