@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import importlib
 import math
 import sys
+import warnings
 
-from hrnn.errors import HrnnError
+from hrnn.errors import HrnnError, HrnnWarning
 
 # File-system errors the user causes (and can fix): errno -> what to do.
 FILESYSTEM_ERRORS = {
@@ -113,8 +115,16 @@ def filesystem_message(e: OSError) -> str | None:
   return f"{paths}: {advice}" if paths else f"{advice} ({e.strerror or e})"
 
 
+def _format_warning(command, message, category, filename, lineno, line=None, *, default=warnings.formatwarning):
+  """HrnnWarnings as one line `hrnn COMMAND: warning: ...` (no source line); other warnings as Python shows them."""
+  if issubclass(category, HrnnWarning):
+    return f"hrnn {command}: warning: {message}\n"
+  return default(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
+  previous, warnings.formatwarning = warnings.formatwarning, functools.partial(_format_warning, args.command)
   try:
     return args._run_command(args) or 0
   except HrnnError as e:
@@ -129,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130
+  finally:
+    warnings.formatwarning = previous
 
 
 if __name__ == "__main__":

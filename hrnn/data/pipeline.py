@@ -2,7 +2,9 @@
 
 A split is a `datasets.Dataset` with columns path, length, tokens (plus label for the SC09 layout), memory-mapped
 from an Arrow file that the first load writes by decoding and quantizing each file once (one file at a time, so
-a split, YouTubeMix included, never sits in memory whole).
+a split, YouTubeMix included, never sits in memory whole). Its record (SPLIT-METHOD-KEY.json) holds the files
+skipped and the Arrow file's size and SHA-256: a cache found damaged (truncated, overwritten) is rebuilt with a
+warning. Files that fail to decode (corrupt, NaN or infinite samples) are skipped with a warning naming them.
 
 `batches` yields {"tokens": int32 [B, T], "mask": float32 [B, T]} where mask = 1 on real samples, 0 on padding.
 Per epoch the examples are shuffled by a permutation drawn from (seed, epoch); the last batch is completed with
@@ -27,16 +29,14 @@ from tqdm.auto import tqdm
 
 from hrnn.data.audio import AudioError, probe, read_audio
 from hrnn.data.layout import VALIDATION_LIST, TESTING_LIST, split_files
+from hrnn.data.manifest import TOKENS, DataWarning, warn_if_changed
 from hrnn.data.quantization import SILENCE_TOKEN, check_method, quantize
 from hrnn.data.sources import dataset_home, locate
 from hrnn.data.specs import DataError, DatasetSpec, check_split, get_spec
 
 PAD_TOKEN = SILENCE_TOKEN  # token at padded positions (mask 0); 128 decodes to silence
 TOKEN_FORMAT = 1  # bump when tokenization changes, so cached token files are rebuilt
-
-
-class DataWarning(UserWarning):
-  """Files were skipped while indexing a split (each is named; `hrnn data info` lists them all)."""
+REBUILD = "run `hrnn data prepare {name}` to rebuild it"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +96,18 @@ def _cache_key(spec: DatasetSpec, method: str, paths: tuple[Path, ...]) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path) -> None:
-  """Decodes every indexed file once into an Arrow file (written in chunks of ~16M tokens, then renamed)."""
+def _decoded(path: str, spec: DatasetSpec, method: str) -> np.ndarray | AudioError:
+  try:
+    return tokens_of(path, spec, method)
+  except AudioError as e:
+    return e
+
+
+def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path) -> list[tuple[str, str]]:
+  """Decodes every indexed file once into an Arrow file (written in chunks of ~16M tokens, then renamed).
+
+  Returns (file, reason) of the files that failed to decode (left out of the Arrow file).
+  """
   import datasets
   from datasets.arrow_writer import ArrowWriter
 
@@ -109,16 +119,52 @@ def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path)
   chunk = max(1, (1 << 24) // spec.length)
   partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
   writer = ArrowWriter(features=datasets.Features(features), path=str(partial))
-  decode = functools.partial(tokens_of, spec=spec, method=method)
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool, \
-       tqdm(total=rows, desc=f"{spec.name}: tokenizing", unit="clip", leave=False) as bar:
-    for first in range(0, rows, chunk):
-      batch = {key: values[first:first + chunk] for key, values in index.columns.items()}
-      batch["tokens"] = list(pool.map(decode, batch["path"]))
-      writer.write_batch(batch)
-      bar.update(len(batch["path"]))
-  writer.finalize()
-  partial.rename(path)
+  decode = functools.partial(_decoded, spec=spec, method=method)
+  failed = []
+  try:
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool, \
+         tqdm(total=rows, desc=f"{spec.name}: tokenizing", unit="clip", leave=False) as bar:
+      for first in range(0, rows, chunk):
+        batch = {key: values[first:first + chunk] for key, values in index.columns.items()}
+        decoded = list(pool.map(decode, batch["path"]))
+        good = [i for i, t in enumerate(decoded) if not isinstance(t, AudioError)]
+        failed += [(p, str(t).removeprefix(f"{p}: ")) for p, t in zip(batch["path"], decoded)
+                   if isinstance(t, AudioError)]
+        batch = {key: [values[i] for i in good] for key, values in batch.items()}
+        batch["tokens"] = [decoded[i] for i in good]
+        if good:
+          writer.write_batch(batch)
+        bar.update(len(decoded))
+    writer.finalize()
+    partial.rename(path)
+  except BaseException:
+    partial.unlink(missing_ok=True)
+    raise
+  return failed
+
+
+def _sha256(path: Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _damage(path: Path, report_path: Path) -> str | None:
+  """Why a cached Arrow file does not match its record (None when it does): missing, size or SHA-256 differ."""
+  try:
+    report = json.loads(report_path.read_text())
+    size, digest = report["bytes"], report["sha256"]
+  except (ValueError, KeyError, TypeError):
+    return f"its record {report_path} is damaged"
+  if not path.is_file():
+    return "it is missing"
+  if path.stat().st_size != size:
+    return f"it holds {path.stat().st_size} bytes where {size} were written"
+  if _sha256(path) != digest:
+    return "its SHA-256 differs from the one recorded when it was written"
+  return None
 
 
 def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cache_dir: Path) -> tuple[Path, dict]:
@@ -131,20 +177,32 @@ def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cac
   key = _cache_key(spec, method, files.paths)
   path = cache_dir / f"{split}-{method}-{key}.arrow"
   report_path = path.with_suffix(".json")
-  if not (path.is_file() and report_path.is_file()):
-    index = index_split(spec, layout_dir, split)
-    if not index.columns["path"]:
-      raise DataError(f"{layout_dir}: split {split!r} of {spec.name} has no usable audio files"
-                      + "".join(f"; {p}: {why}" for p, why in index.skipped[:3]))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    for stale in cache_dir.glob(f"{split}-{method}-*"):  # older versions; never another process's partial file
-      if key not in stale.name and not stale.name.endswith(".partial"):
-        stale.unlink(missing_ok=True)
-    _write_tokens(spec, index, method, path)
-    report = {"skipped": [list(s) for s in index.skipped], "resampled": index.resampled,
-              "downmixed": index.downmixed, "cut": index.cut}
-    report_path.write_text(json.dumps(report))
-  return path, json.loads(report_path.read_text())
+  if report_path.is_file():
+    damage = _damage(path, report_path)
+    if damage is None:
+      return path, json.loads(report_path.read_text())
+    warnings.warn(DataWarning(f"token cache {path} is damaged ({damage}); rebuilding it from the audio files"),
+                  stacklevel=3)
+  index = index_split(spec, layout_dir, split)
+  if not index.columns["path"]:
+    raise DataError(f"{layout_dir}: split {split!r} of {spec.name} has no usable audio files"
+                    + "".join(f"; {p}: {why}" for p, why in index.skipped[:3]))
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  for stale in cache_dir.glob(f"{split}-{method}-*"):  # older versions; never another process's partial file
+    if key not in stale.name and not stale.name.endswith(".partial"):
+      stale.unlink(missing_ok=True)
+  failed = _write_tokens(spec, index, method, path)
+  if len(failed) == len(index.columns["path"]):
+    path.unlink()
+    raise DataError(f"{layout_dir}: split {split!r} of {spec.name} has no usable audio files"
+                    + "".join(f"; {p}: {why}" for p, why in failed[:3]))
+  report = {"skipped": [list(s) for s in (*index.skipped, *failed)], "resampled": index.resampled,
+            "downmixed": index.downmixed, "cut": index.cut, "bytes": path.stat().st_size,
+            "sha256": _sha256(path)}
+  tmp = report_path.with_name(f"{report_path.name}.{os.getpid()}.partial")
+  tmp.write_text(json.dumps(report))
+  tmp.replace(report_path)
+  return path, report
 
 
 def load_split(name: str, split: str, root: str | Path | None = None, quantization: str | None = None, *,
@@ -172,10 +230,12 @@ def load_split(name: str, split: str, root: str | Path | None = None, quantizati
   """
   import datasets
 
-  spec = get_spec(name)
+  spec = get_spec(name, root)
   method = check_method(quantization or spec.quantization)
   layout = locate(name, root, data_dir)
-  path, report = token_file(spec, layout, check_split(split), method, dataset_home(name, root) / "tokens")
+  if data_dir is None:
+    warn_if_changed(name, dataset_home(name, root), REBUILD.format(name=name))
+  path, report = token_file(spec, layout, check_split(split), method, dataset_home(name, root) / TOKENS)
   skipped = report["skipped"]
   if skipped:
     shown = "; ".join(f"{file}: {why}" for file, why in skipped[:3])

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hrnn.data.audio import read_audio
+from hrnn.data.audio import AudioError, read_audio
 from hrnn.data.layout import speaker
-from hrnn.data.pipeline import index_split, tokens_of
+from hrnn.data.manifest import warn_if_changed
+from hrnn.data.pipeline import REBUILD, index_split, tokens_of
 from hrnn.data.quantization import NUM_CLASSES, check_method
 from hrnn.data.sources import dataset_home, locate, read_marker
 from hrnn.data.specs import SPLITS, get_spec
@@ -31,35 +32,47 @@ def describe(name: str, root: str | Path | None = None, data_dir: str | Path | N
       clip count; 0 decodes all.
   Returns:
     {"name", "layout_dir", "quantization", "length", "sample_rate", "marker" (how it was built, or None),
+     "changed" (files lost, added or resized since `prepare`; each also warned about),
      "splits": {split: {"clips", "seconds", "padded", "resampled", "downmixed", "cut", "skipped" [[file, why]],
                         "examined", "silent", "histogram" [256 counts], ("speakers", "labels" for SC09 layout)}},
      "shared_speakers" (SC09 layout: speakers found in more than one split)}.
+    A file that fails to decode (e.g. NaN samples) is counted among "skipped", not among the clips.
   """
-  spec = get_spec(name)
+  spec = get_spec(name, root)
   method = check_method(quantization or spec.quantization)
   layout = locate(name, root, data_dir)
   summary = {"name": name, "layout_dir": str(layout), "quantization": method, "length": spec.length,
              "sample_rate": spec.sample_rate,
-             "marker": None if data_dir is not None else read_marker(dataset_home(name, root))}
+             "marker": None if data_dir is not None else read_marker(dataset_home(name, root)),
+             "changed": [] if data_dir is not None else warn_if_changed(name, dataset_home(name, root),
+                                                                        REBUILD.format(name=name))}
   speakers = {}
   summary["splits"] = {}
   for split in SPLITS:
     index = index_split(spec, layout, split)
-    lengths = np.array(index.columns["length"], np.int64)
-    chosen = _examined(len(lengths), examples)
-    tokens = [tokens_of(index.columns["path"][i], spec, method) for i in chosen]
+    paths = index.columns["path"]
+    chosen = _examined(len(paths), examples)
+    tokens, skipped, undecodable = [], [list(s) for s in index.skipped], set()
+    for i in chosen:
+      try:
+        tokens.append(tokens_of(paths[i], spec, method))
+      except AudioError as e:  # corrupt beyond its header, e.g. NaN samples: skipped as training skips it
+        undecodable.add(int(i))
+        skipped.append([paths[i], str(e).removeprefix(f"{paths[i]}: ")])
+    columns = {key: [v for i, v in enumerate(values) if i not in undecodable] for key, values in index.columns.items()}
+    lengths = np.array(columns["length"], np.int64)
     histogram = np.zeros(NUM_CLASSES, np.int64)
     for t in tokens:
       histogram += np.bincount(t, minlength=NUM_CLASSES)
     entry = {"clips": len(lengths), "seconds": float(lengths.sum() / spec.sample_rate),
              "padded": int((lengths < spec.length).sum()), "resampled": index.resampled,
-             "downmixed": index.downmixed, "cut": index.cut, "skipped": [list(s) for s in index.skipped],
-             "examined": len(chosen), "silent": int(sum(t.min() == t.max() for t in tokens)),
+             "downmixed": index.downmixed, "cut": index.cut, "skipped": skipped,
+             "examined": len(tokens), "silent": int(sum(t.min() == t.max() for t in tokens)),
              "histogram": histogram.tolist()}
-    if "label" in index.columns:
-      speakers[split] = {speaker(Path(p)) for p in index.columns["path"]}
+    if "label" in columns:
+      speakers[split] = {speaker(Path(p)) for p in columns["path"]}
       entry["speakers"] = len(speakers[split])
-      entry["labels"] = np.bincount(index.columns["label"], minlength=10).tolist()
+      entry["labels"] = np.bincount(columns["label"], minlength=10).tolist()
     summary["splits"][split] = entry
   if speakers:
     shared = set.union(*[speakers[a] & speakers[b] for a in SPLITS for b in SPLITS if a < b])
