@@ -4,8 +4,9 @@
                                goes to OUT/notebooks/ (inline figures palette-encoded: `results.compact_notebook`),
                                its status to OUT/run_status.json. A failing notebook is recorded (with the failing
                                cell) and the next one runs.
-  build_readme(out)            OUT/README.md: every published table (hrnn.paper) beside this run's numbers
-                               (OUT/tables/KEY.csv), labelled with preset, datasets, hardware and date.
+  build_readme(out)            OUT/README.md: a verdict per claim of the paper (hrnn.verdicts), the datasets,
+                               every published table (hrnn.paper) beside this run's numbers (OUT/tables/KEY.csv),
+                               labelled with preset, datasets, hardware and date, and links to the run's WAVs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import os
 import time
 from pathlib import Path
 
-from hrnn import paper
+from hrnn import paper, verdicts
 from hrnn.errors import HrnnError
-from hrnn.results import compact_notebook, cpu_model, markdown_table, now
+from hrnn.results import DATASET_NOTES, compact_notebook, cpu_model, dataset_label, markdown_table, now
 from hrnn.scales import Scale, get_scale
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -187,7 +188,7 @@ def _number(text: str):
 def _labels(meta: dict) -> str:
   if not meta:
     return ""
-  line = (f"preset `{meta.get('preset', '?')}`, dataset {', '.join(f'`{d}`' for d in meta.get('datasets', []))}, "
+  line = (f"preset `{meta.get('preset', '?')}`, dataset {', '.join(dataset_label(d) for d in meta.get('datasets', []))}, "
           f"{meta.get('hardware', '?')}, {meta.get('date', '?')}")
   return line + (f". {meta['notes']}" if meta.get("notes") else "")
 
@@ -214,7 +215,9 @@ def paper_table_section(t: paper.PaperTable, out: Path, statuses: dict[str, dict
     run_columns, run_rows, meta = run
     lines.append(f"This run (notebook `{t.notebook}`): {_labels(meta)}\n")
     columns = list(t.columns) + [c for c in run_columns if c not in t.columns]
-    header = [t.row_label] + [f"{c} ({who})" for c in columns for who in ("paper", "this run")]
+    on = meta.get("column_datasets", {})
+    header = [t.row_label] + [f"{c} ({who})" for c in columns
+                              for who in ("paper", f"this run: {on[c]}" if c in on else "this run")]
     labels = [r.label for r in t.rows] + [label for label in run_rows if label not in {r.label for r in t.rows}]
     body = []
     for label in labels:
@@ -263,8 +266,45 @@ def other_tables_section(out: Path) -> str:
   return "".join(parts)
 
 
+def verdict_section(out: Path, statuses: dict[str, dict]) -> str:
+  """The claims of the paper, each with this run's verdict, evidence and (when not reproduced) the reason."""
+  rows = [[f"{v.claim} ({v.source})", f"**{v.verdict}**", v.evidence, v.why or ""]
+          for v in verdicts.verdicts(out, statuses)]
+  return ("## Verdicts\n\n" + markdown_table(["claim of the paper", "verdict", "evidence (this run)", "why"], rows)
+          + "\n" + verdicts.rules() + "\n")
+
+
+def datasets_section(out: Path) -> str:
+  """Two lines on each dataset the run's tables name."""
+  names: list[str] = []
+  for path in sorted((out / "tables").glob("*.json")) if (out / "tables").is_dir() else []:
+    for name in json.loads(path.read_text()).get("datasets", []):
+      if name not in names:
+        names.append(name)
+  if not names:
+    return ""
+  lines = [f"- **{dataset_label(n)}**: {DATASET_NOTES.get(n, '')}".replace("\n", "\n  ") for n in names]
+  return "## Datasets\n\n" + "\n".join(lines) + "\n"
+
+
+def samples_section(out: Path) -> str:
+  """Links to the WAV files under OUT/samples/NAME/ that are committed (the scored SC09 sets, `sc09*`, are not:
+  see .gitignore; the executed notebooks embed the clips they play)."""
+  sets = sorted(d for d in (out / "samples").iterdir() if d.is_dir() and not d.name.startswith("sc09")) \
+      if (out / "samples").is_dir() else []
+  lines = []
+  for directory in sets:
+    wavs = sorted(directory.glob("*.wav"))
+    if wavs:
+      links = ", ".join(f"[{w.stem}](samples/{directory.name}/{w.name})" for w in wavs)
+      lines.append(f"- `{directory.name}`: {links}")
+  if not lines:
+    return ""
+  return "## Listen\n\nGenerated clips kept with the results (16 kHz WAV):\n\n" + "\n".join(lines) + "\n"
+
+
 def build_readme(out: str | os.PathLike) -> Path:
-  """Writes OUT/README.md from OUT/run_status.json, OUT/tables/ and OUT/plots/; returns its path."""
+  """Writes OUT/README.md from OUT/run_status.json, OUT/tables/, OUT/plots/ and OUT/samples/; returns its path."""
   out = Path(out)
   status_path = out / STATUS_FILE
   status = json.loads(status_path.read_text()) if status_path.exists() else {"notebooks": []}
@@ -273,9 +313,12 @@ def build_readme(out: str | os.PathLike) -> Path:
   parts = [
       f"# HarmonicRNN results: preset `{preset}`\n\n",
       f"Regenerated by `hrnn reproduce --preset {preset}` ({status.get('date', '?')}; host "
-      f"{status.get('host', '?')}). Each table shows the published number (\"paper\", from `hrnn/paper.py`, "
-      f"sources under each table) beside this run's (\"this run\", from `tables/KEY.csv`). Small presets train "
-      f"small models briefly on the kit's embedded datasets: compare trends, not values.\n\n",
+      f"{status.get('host', '?')}). Each claim of the paper gets a verdict computed from this run's tables; each "
+      f"table shows the published number (\"paper\", from `hrnn/paper.py`, sources under each table) beside this "
+      f"run's (\"this run\", from `tables/KEY.csv`, full precision there). Small presets train small models briefly "
+      f"on the kit's embedded datasets: compare trends, not values.\n\n",
+      verdict_section(out, statuses), "\n",
+      datasets_section(out), "\n",
       "## Notebooks\n\n",
       markdown_table(["notebook", "status", "seconds"],
                      [[f"[{s['notebook']}](notebooks/{s['notebook']}.ipynb)",
@@ -287,6 +330,7 @@ def build_readme(out: str | os.PathLike) -> Path:
     parts.append(figure_section(f, out, statuses) + "\n")
   for t in paper.TABLES:
     parts.append(paper_table_section(t, out, statuses) + "\n")
+  parts.append(samples_section(out) + "\n")
   parts.append(other_tables_section(out))
   path = out / "README.md"
   path.write_text("".join(parts).rstrip() + "\n")

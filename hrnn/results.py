@@ -21,6 +21,36 @@ import platform
 from pathlib import Path
 
 
+# What each dataset is, for every table, plot and README: the embedded stand-ins must never pass for the real data.
+DATASET_LABELS: dict[str, str] = {
+    "sc09": "SC09 (real speech recordings)",
+    "beethoven": "Beethoven (real piano recordings)",
+    "youtubemix": "YouTubeMix (real piano recordings)",
+    "sc09-espeak": "sc09-espeak (synthetic speech, espeak-ng)",
+    "beethoven-piano": "beethoven-piano (music21 + fluidsynth)",
+    "piano-minute": "piano-minute (music21 + fluidsynth)",
+}
+DATASET_NOTES: dict[str, str] = {
+    "sc09": "The paper's SC09: spoken digits zero..nine from the Speech Commands corpus, one second at 16 kHz, "
+            "thousands of real speakers.",
+    "beethoven": "The paper's Beethoven: piano sonatas recorded by people, cut into 8 s clips at 16 kHz.",
+    "youtubemix": "The paper's YouTubeMix: an hour of recorded piano music from YouTube, cut into 1 min clips.",
+    "sc09-espeak": "Generated on this machine: espeak-ng voices (8 English voices x ~100 variants) saying zero..nine, "
+                   "one second at 16 kHz in SC09's layout.\n  Synthetic and far more regular than real speech: its "
+                   "numbers are not comparable with the paper's SC09 numbers.",
+    "beethoven-piano": "Generated on this machine: scores of the music21 corpus (Beethoven first) rendered to piano "
+                       "audio with fluidsynth, 8 s clips in Beethoven's layout.\n  A synthetic piano with exact "
+                       "timing: not comparable with recorded Beethoven.",
+    "piano-minute": "Generated on this machine: music21 corpus scores rendered to piano with fluidsynth, 1 min "
+                    "clips in YouTubeMix's layout.\n  Synthetic: not comparable with the recorded YouTubeMix.",
+}
+
+
+def dataset_label(name: str) -> str:
+  """The dataset's name with what it is, e.g. 'sc09-espeak (synthetic speech, espeak-ng)' (unknown: the name)."""
+  return DATASET_LABELS.get(name, name)
+
+
 def table_dir(out: str | os.PathLike) -> Path:
   return _subdir(out, "tables")
 
@@ -85,11 +115,13 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 
 def save_table(frame, out: str | os.PathLike, key: str, *, preset: str, datasets: str | list[str],
-               notes: str = "") -> Path:
+               notes: str = "", column_datasets: dict[str, str] | None = None) -> Path:
   """Writes a pandas DataFrame (index = row labels, named) as OUT/tables/KEY.{csv,md,json}; returns the CSV path.
 
   preset: the run scale (hrnn.scales) that produced it; datasets: what it was computed on; notes: anything a reader
-  needs to interpret the numbers (model presets, steps, which estimator).
+  needs to interpret the numbers (model presets, steps, which estimator); column_datasets: the dataset of each
+  column when columns differ in data (Table 4), shown in the README's column headers. The CSV keeps full
+  precision; the Markdown rounds to 4 significant digits.
   """
   directory = table_dir(out)
   frame = frame.copy()
@@ -99,6 +131,8 @@ def save_table(frame, out: str | os.PathLike, key: str, *, preset: str, datasets
   (directory / f"{key}.md").write_text(markdown_table(list(records.columns), records.values.tolist()))
   meta = {"key": key, "preset": preset, "datasets": [datasets] if isinstance(datasets, str) else list(datasets),
           "hardware": hardware(), "date": now(), "notes": notes}
+  if column_datasets:
+    meta["column_datasets"] = dict(column_datasets)
   (directory / f"{key}.json").write_text(json.dumps(meta, indent=1))
   return directory / f"{key}.csv"
 

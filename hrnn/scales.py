@@ -2,6 +2,8 @@
 
   smoke   every notebook in seconds: tiny models, a few steps, tiny embedded datasets (checks the plumbing)
   cpu     `make reproduce`: small models that clearly learn, embedded datasets, under an hour on 2 CPU cores
+  workstation  the `cpu` model trained for hours on the full embedded SC09 stand-in: the learning curve of
+          sample quality (results/workstation; ~3 hours per model on 2 CPU cores)
   paper   the paper: 7.3M-parameter models, the real SC09 / Beethoven / YouTubeMix, 500 epochs, 10,240 samples
 
 A scale names a base model preset; the ablations of each table derive from it with `model_config(scale, variant)`
@@ -99,6 +101,13 @@ SCALES: dict[str, Scale] = {
         music_eval_batch=1, music_mesh_seq=1, ema_decay=0.98,
         n_samples=64, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
         classifier_size=None, classifier_epochs=30, listen=4),
+    "workstation": Scale(
+        name="workstation", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
+        sc09_size="full", music_size="small",
+        steps=20000, epochs=None, music_steps=40, batch_size=4, seq_len=4000, music_seq_len=16000, eval_every=500,
+        music_eval_batch=1, music_mesh_seq=1, ema_decay=0.995,
+        n_samples=256, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
+        classifier_size=None, classifier_epochs=30, listen=8),
     "paper": Scale(
         name="paper", model="paper", sc09="sc09", beethoven="beethoven", youtubemix="youtubemix",
         sc09_size="full", music_size="full",

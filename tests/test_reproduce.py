@@ -101,11 +101,36 @@ def test_readme_contains_every_table_published_and_regenerated(tmp_path):
       assert "failed at cell 5 (`train()`): OSError: no" in section
     else:
       assert "| ours only |" in section and "| 9.25 |" in section
-      assert f"notes of {t.key}" in section and "preset `cpu`, dataset `sc09-espeak`" in section
+      assert f"notes of {t.key}" in section and "preset `cpu`, dataset sc09-espeak (synthetic speech, espeak-ng)" in section
   for f in paper.FIGURES:
     assert f"## {f.title}" in text and f.finding in text
   assert "| sinusoidal | 2.5 |" in text
   assert "### quickstart" in text and "| quickstart | 3.25 |" in text
+
+
+def test_readme_opens_with_verdicts_and_names_its_datasets_and_wavs(tmp_path):
+  from hrnn import verdicts
+  from hrnn.data import write_wav
+  import numpy as np
+
+  _fake_run(tmp_path)
+  for name in ("quickstart", "sc09-espeak-baseline"):  # the scored SC09 set is not committed: not linked
+    write_wav(tmp_path / "samples" / name / "sample_00000.wav", np.zeros(160, np.float32))
+  text = reproduce.build_readme(tmp_path).read_text()
+  head = text.split("\n## ")[1]
+  assert head.startswith("Verdicts") and verdicts.rules() in head
+  for v in verdicts.verdicts(tmp_path, {"04_sota_comparison": {"error": "cell 5 (`train()`): OSError: no"}}):
+    assert f"| {v.claim} ({v.source}) | **{v.verdict}** |" in head
+  # The fake run has no per-seed tables: the comparisons are not run, naming their notebooks.
+  assert "| **not run** | - | notebook `02_group_ablation` ran but wrote no per-seed table table1_seeds |" in head
+  # table4 is missing (its notebook failed); table3 exists, on the embedded data: no value comparison.
+  assert f"| {verdicts.VALUES_MUSIC[0]} (Table 4) | **not run** | - | notebook `04_sota_comparison` failed at " \
+         f"cell 5 (`train()`): OSError: no |" in head
+  assert f"| {verdicts.VALUES_SC09[0]} (Tables 2-3) | **not reproduced at this scale** |" in head
+  datasets = text.split("## Datasets")[1].split("\n## ")[0]
+  assert "**sc09-espeak (synthetic speech, espeak-ng)**: Generated on this machine" in datasets
+  assert "[sample_00000](samples/quickstart/sample_00000.wav)" in text
+  assert "samples/sc09-espeak-baseline/" not in text
 
 
 def test_readme_header_row_pairs_paper_and_run_columns(tmp_path):
