@@ -5,7 +5,9 @@ Documented handling (nothing is dropped silently):
   * multi-channel files are down-mixed to mono by averaging the channels;
   * corrupt, empty (0 frames), truncated files, and files holding NaN or infinite samples raise AudioError naming
     the file (loaders skip it with a warning). A WAV file is truncated when its header declares more sample bytes
-    than the file holds (libsndfile would otherwise read the shorter part without complaint).
+    than the file holds (libsndfile would otherwise read the shorter part without complaint);
+  * formats libsndfile cannot open (e.g. M4A, or MP3 with an old libsndfile) are decoded by librosa (audioread,
+    which needs ffmpeg or GStreamer) when it can; otherwise the file is unreadable (AudioError).
 """
 
 from __future__ import annotations
@@ -98,6 +100,26 @@ def downmix(x: np.ndarray) -> np.ndarray:
   return x if x.ndim == 1 else x.mean(axis=1, dtype=np.float32)
 
 
+def _decode_with_librosa(path: Path) -> tuple[np.ndarray, int] | None:
+  """(float32 [T] or [T, channels], rate) of a file libsndfile cannot open, decoded by librosa (audioread), or
+  None when librosa cannot decode it either. WAV files are libsndfile's alone (a corrupt one stays corrupt)."""
+  if path.suffix.lower() in (".wav", ".wave"):
+    return None
+  import warnings
+
+  try:
+    import librosa
+
+    with warnings.catch_warnings():  # librosa warns that soundfile failed before it tries audioread
+      warnings.simplefilter("ignore")
+      x, rate = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+  except Exception:  # no backend (ffmpeg / GStreamer), unknown format, damaged file: all mean unreadable
+    return None
+  if x.size == 0:
+    return None
+  return (x if x.ndim == 1 else x.T), int(rate)
+
+
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   """Reads an audio file as float32 mono at `sample_rate`.
 
@@ -105,19 +127,26 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   are resampled (module docstring).
 
   Returns:
-    float32 [T] with T = probe(path).frames_at(sample_rate).
+    float32 [T] with T = probe(path).frames_at(sample_rate) (for files libsndfile reads).
   Raises:
-    AudioError: naming the file, when it is corrupt, truncated, empty or holds non-finite samples.
+    AudioError: naming the file, when it is corrupt, truncated, empty, unreadable or holds non-finite samples.
   """
   path = Path(path)
-  info = probe(path)
   try:
-    x, rate = sf.read(str(path), dtype="float32", always_2d=False)
-  except (sf.LibsndfileError, RuntimeError) as e:
-    raise AudioError(f"{path}: cannot decode audio ({e}); replace or delete it") from None
-  if len(x) != info.frames:
-    raise AudioError(f"{path}: decoded {len(x)} frames but the header declares {info.frames}; the file is "
-                     "damaged: replace or delete it")
+    info = probe(path)
+  except AudioError:
+    decoded = _decode_with_librosa(path)
+    if decoded is None:
+      raise
+    x, rate = decoded
+  else:
+    try:
+      x, rate = sf.read(str(path), dtype="float32", always_2d=False)
+    except (sf.LibsndfileError, RuntimeError) as e:
+      raise AudioError(f"{path}: cannot decode audio ({e}); replace or delete it") from None
+    if len(x) != info.frames:
+      raise AudioError(f"{path}: decoded {len(x)} frames but the header declares {info.frames}; the file is "
+                       "damaged: replace or delete it")
   if not np.isfinite(x).all():  # float WAVs can hold them; quantized they would pass for silence
     raise AudioError(f"{path}: holds NaN or infinite samples; the file is corrupt: replace or delete it")
   return resample(downmix(x), rate, sample_rate)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from natsort import natsorted
 
-from hrnn.data.specs import DIGITS, SPLIT_BOUNDS, DataError, DatasetSpec, check_split
+from hrnn.data.specs import DIGITS, SPLIT_BOUNDS, SPLITS, DataError, DatasetSpec, check_split
 
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
@@ -81,22 +81,37 @@ def clip_files(layout_dir: Path, split: str) -> SplitFiles:
   return SplitFiles(paths=tuple(files[start:stop]), labels=None)
 
 
+def splits_files(layout_dir: Path, split: str) -> SplitFiles:
+  """Files of one split of a "splits" folder: the natsorted WAV files of its folder `split/`."""
+  absent = [s for s in SPLITS if not (layout_dir / s).is_dir()]
+  if absent:
+    raise DataError(f"{layout_dir}: split folders {', '.join(absent)} missing; expected {', '.join(SPLITS)} "
+                    "(run `hrnn data prepare folder` again)")
+  files = natsorted((layout_dir / split).glob("*.wav"), key=lambda p: p.name)
+  if not files:
+    raise DataError(f"{layout_dir / split}: no .wav files; run `hrnn data prepare folder` again")
+  return SplitFiles(paths=tuple(files), labels=None)
+
+
 def split_files(spec: DatasetSpec, layout_dir: str | Path, split: str) -> SplitFiles:
   """The files of `split` in a dataset folder of `spec.layout`."""
   check_split(split)
   layout_dir = Path(layout_dir)
   if not layout_dir.is_dir():
     raise DataError(f"{layout_dir}: data folder does not exist")
-  read = sc09_files if spec.layout == "sc09" else clip_files
+  read = {"sc09": sc09_files, "clips": clip_files, "splits": splits_files}[spec.layout]
   return read(layout_dir, split)
 
 
 def find_layout_dir(spec: DatasetSpec, top: Path) -> Path:
   """The folder under `top` (itself included) that holds `spec`'s layout: the shallowest one with the SC09
-  list file, or with WAV files for "clips". Archives may or may not wrap their content in a folder."""
-  marker = VALIDATION_LIST if spec.layout == "sc09" else "*.wav"
-  hits = sorted({p.parent for p in top.rglob(marker)}, key=lambda p: (len(p.parts), str(p)))
+  list file, with WAV files for "clips", with a `train/` folder for "splits". Archives may or may not wrap their
+  content in a folder."""
+  marker = {"sc09": VALIDATION_LIST, "clips": "*.wav", "splits": "train/"}[spec.layout]
+  hits = sorted({p.parent for p in top.rglob(marker.rstrip("/")) if p.is_dir() == marker.endswith("/")},
+                key=lambda p: (len(p.parts), str(p)))
   if not hits:
-    what = f"{VALIDATION_LIST} (SC09 layout)" if spec.layout == "sc09" else ".wav clips"
+    what = {"sc09": f"{VALIDATION_LIST} (SC09 layout)", "clips": ".wav clips",
+            "splits": "train/ valid/ test/ folders"}[spec.layout]
     raise DataError(f"{top}: found no {what} for dataset {spec.name!r}")
   return hits[0]

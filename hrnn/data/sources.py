@@ -9,6 +9,9 @@ Real datasets: `huggingface_hub.hf_hub_download` fetches the zip archive into RO
 interrupted download from its `.incomplete` file), the archive is checked against the hub's SHA-256, then unpacked
 once. Without network, an archive placed by hand at ROOT/NAME/ARCHIVE is unpacked the same way, and
 `data_dir` (`--data-dir`) may point straight at an unpacked copy.
+
+The user's own datasets (hrnn.data.folder) are built from their source folder the same way; `prepare(NAME)` of
+one rebuilds it from the folder recorded in its marker when that folder's files changed.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from hrnn.data.layout import find_layout_dir
-from hrnn.data.specs import DataError, DatasetSpec, default_root, get_spec
+from hrnn.data.manifest import warn_if_changed, write_manifest
+from hrnn.data.specs import MARKER, DataError, DatasetSpec, default_root, get_spec
 
-MARKER = "hrnn_dataset.json"
 UNPACKED = "unpacked"
 SIZES: tuple[str, ...] = ("tiny", "small", "full")
 # Embedded dataset name -> generator module (each has build(name, out_dir, size, seed) -> stats dict).
@@ -58,7 +61,7 @@ def locate(name: str, root: str | Path | None = None, data_dir: str | Path | Non
   Raises:
     DataError: the dataset has not been prepared (says how), or `data_dir` holds no matching layout.
   """
-  spec = get_spec(name)
+  spec = get_spec(name, root)
   if data_dir is not None:
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
@@ -79,10 +82,15 @@ def prepare(name: str, size: str = "small", root: str | Path | None = None, seed
 
   Embedded datasets are generated (deterministically from `seed`) at `size` ("tiny" for tests and demos,
   "small", "full"); a copy of another size or seed is rebuilt. Real datasets are downloaded and unpacked;
-  `size` and `seed` do not apply to them.
+  `size` and `seed` do not apply to them. A dataset of one's own audio (hrnn.data.folder.prepare_folder) is
+  rebuilt from its source folder when its files changed; `size` and `seed` do not apply to it either.
   """
-  spec = get_spec(name)
+  spec = get_spec(name, root)
   home = dataset_home(name, root)
+  if spec.own:
+    from hrnn.data.folder import rebuild  # audio decoding: only when needed
+
+    return rebuild(name, root)
   if spec.embedded:
     return _generate(spec, home, size, seed)
   return _fetch(spec, home)
@@ -102,7 +110,7 @@ def _running(pid: int) -> bool:
   return True
 
 
-def _scratch(path: Path) -> Path:
+def scratch_dir(path: Path) -> Path:
   """An empty work folder `path` suffixed with the process id, so concurrent runs never share one. Leftovers of
   interrupted runs (same name, process gone) are removed."""
   for old in path.parent.glob(f"{path.name}-*"):
@@ -115,7 +123,7 @@ def _scratch(path: Path) -> Path:
   return path
 
 
-def _install(built: Path, home: Path) -> None:
+def install(built: Path, home: Path) -> None:
   """Moves a finished scratch folder to `home`, replacing what was there."""
   if home.exists():
     old = home.parent / f".{home.name}.old-{os.getpid()}"
@@ -128,17 +136,18 @@ def _generate(spec: DatasetSpec, home: Path, size: str, seed: int) -> Path:
   if size not in SIZES:
     raise DataError(f"unknown size {size!r} for {spec.name}; use one of {', '.join(SIZES)}")
   marker = read_marker(home)
-  if _marker_matches(marker, size=size, seed=seed):
+  if _marker_matches(marker, size=size, seed=seed) and not warn_if_changed(spec.name, home, "rebuilding it"):
     return home / marker["layout_dir"]
   generator = importlib.import_module(GENERATORS[spec.name])
-  scratch = _scratch(home.parent / f".{home.name}.partial")
+  scratch = scratch_dir(home.parent / f".{home.name}.partial")
   try:
     start = time.perf_counter()
     stats = generator.build(spec.name, scratch / "data", size, seed)
     marker = {"name": spec.name, "source": "generated", "size": size, "seed": seed, "layout_dir": "data",
               "seconds_to_build": round(time.perf_counter() - start, 2), **stats}
     (scratch / MARKER).write_text(json.dumps(marker, indent=1))
-    _install(scratch, home)
+    write_manifest(scratch, scratch / "data")
+    install(scratch, home)
   except BaseException:
     shutil.rmtree(scratch, ignore_errors=True)
     raise
@@ -147,7 +156,7 @@ def _generate(spec: DatasetSpec, home: Path, size: str, seed: int) -> Path:
 
 def _fetch(spec: DatasetSpec, home: Path) -> Path:
   marker = read_marker(home)
-  if _marker_matches(marker, source=spec.repo_id):
+  if _marker_matches(marker, source=spec.repo_id) and not warn_if_changed(spec.name, home, "unpacking it again"):
     return home / marker["layout_dir"]
   home.mkdir(parents=True, exist_ok=True)
   archive = home / spec.archive
@@ -200,7 +209,7 @@ def _verify(spec: DatasetSpec, archive: Path) -> str:
 
 
 def _unpack(spec: DatasetSpec, home: Path, archive: Path, digest: str) -> Path:
-  scratch = _scratch(home / ".unpacking")
+  scratch = scratch_dir(home / ".unpacking")
   try:
     with zipfile.ZipFile(archive) as z:
       for member in tqdm(z.infolist(), desc=f"unpacking {archive.name}", unit="file"):
@@ -215,5 +224,6 @@ def _unpack(spec: DatasetSpec, home: Path, archive: Path, digest: str) -> Path:
   layout = find_layout_dir(spec, target)
   marker = {"name": spec.name, "source": spec.repo_id, "archive": spec.archive, "sha256": digest,
             "layout_dir": str(layout.relative_to(home))}
+  write_manifest(home, layout)
   (home / MARKER).write_text(json.dumps(marker, indent=1))
   return layout

@@ -1,15 +1,21 @@
-"""The dataset registry: the paper's three Hugging Face datasets and the three embedded ones (reference.md section 3).
+"""The dataset registry: the paper's three Hugging Face datasets, the three embedded ones, and the user's own.
 
-Two on-disk layouts cover all six:
+Built-in datasets are listed in DATASETS. A dataset made from a folder of the user's audio (`hrnn data prepare
+folder`, hrnn.data.folder) is registered by its marker file ROOT/NAME/hrnn_dataset.json, which holds its spec:
+`get_spec(name, root)` reads it there, so every command that takes a dataset name accepts it.
+
+Three on-disk layouts:
   "sc09":  folders zero..nine of WAV files plus `validation_list.txt` and `testing_list.txt` (paths relative to the
            layout folder, e.g. `seven/0a2b400e_nohash_0.wav`); train = every digit file in neither list.
   "clips": numbered WAV files in one folder; natsorted, split by the ratios SPLIT_BOUNDS: files
            [0, int(0.88 n)) train, [int(0.88 n), int(0.94 n)) valid, the rest test.
+  "splits": one folder per split (`train/`, `valid/`, `test/`) of numbered WAV files (the user's own audio).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -20,6 +26,7 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SPLIT_BOUNDS: tuple[float, float] = (0.88, 0.94)  # train / valid / test boundaries of the "clips" layout
 DIGITS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SAMPLE_RATE = 16000
+MARKER = "hrnn_dataset.json"  # in ROOT/NAME: how a finished dataset was made (and the spec of a user's dataset)
 
 
 class DataError(HrnnError):
@@ -34,7 +41,7 @@ class DatasetSpec:
     name: registry name.
     length: tokens per example; longer files are cut, shorter ones padded with mask 0.
     quantization: default 8-bit quantization, "mu-law" or "linear" (SaShiMi's per-dataset choice).
-    layout: "sc09" or "clips" (module docstring).
+    layout: "sc09", "clips" or "splits" (module docstring).
     description: one line for `hrnn data info`.
     sample_rate: audio rate every file is read at (other rates are resampled).
     repo_id: Hugging Face dataset repository of a real dataset; None for an embedded (generated) one.
@@ -45,7 +52,7 @@ class DatasetSpec:
   name: str
   length: int
   quantization: Literal["mu-law", "linear"]
-  layout: Literal["sc09", "clips"]
+  layout: Literal["sc09", "clips", "splits"]
   description: str
   sample_rate: int = SAMPLE_RATE
   repo_id: str | None = None
@@ -55,7 +62,12 @@ class DatasetSpec:
   @property
   def embedded(self) -> bool:
     """True for datasets the kit generates on the machine."""
-    return self.repo_id is None
+    return self.repo_id is None and self.name in DATASETS
+
+  @property
+  def own(self) -> bool:
+    """True for a dataset made from the user's audio folder (`hrnn data prepare folder`)."""
+    return self.name not in DATASETS
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -81,12 +93,33 @@ DATASETS: dict[str, DatasetSpec] = {
 """Dataset name -> spec. The embedded ones mirror sc09, beethoven and youtubemix in layout and quantization."""
 
 
-def get_spec(name: str) -> DatasetSpec:
-  """Returns the spec of `name`, or raises DataError listing the known datasets."""
-  try:
+def get_spec(name: str, root: str | Path | None = None) -> DatasetSpec:
+  """The spec of a built-in dataset, or of one made from the user's audio and registered in ROOT/NAME's marker
+  (ROOT = `root`, else `default_root()`).
+
+  Raises:
+    DataError: `name` is neither, listing the built-in datasets and how to register one's own.
+  """
+  if name in DATASETS:
     return DATASETS[name]
-  except KeyError:
-    raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}") from None
+  home = (Path(root).expanduser() if root is not None else default_root()) / name
+  path = home / MARKER
+  registered = None
+  if name and "/" not in name and name not in (".", "..") and path.is_file():
+    try:
+      registered = json.loads(path.read_text()).get("spec")
+    except (json.JSONDecodeError, AttributeError):
+      raise DataError(f"{path}: damaged marker file; run `hrnn data prepare folder --name {name} --source DIR` "
+                      "again") from None
+  if not isinstance(registered, dict):
+    raise DataError(f"unknown dataset {name!r} (nothing registered in {home}); built-in datasets: "
+                    f"{', '.join(DATASETS)}; register a folder of your own audio with "
+                    f"`hrnn data prepare folder --source DIR --name {name}`")
+  try:
+    return DatasetSpec(**registered)
+  except TypeError:
+    raise DataError(f"{path}: its spec does not match this version of hrnn; run `hrnn data prepare folder "
+                    f"--name {name} --source DIR` again") from None
 
 
 def check_split(split: str) -> str:
