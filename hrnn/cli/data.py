@@ -9,6 +9,7 @@ HELP = ("Prepare datasets (generate the embedded ones, download the paper's, mak
 
 
 def add_arguments(parser):
+  from hrnn.cli import positive_float
   from hrnn.data.sources import SIZES  # light: no audio or JAX imports
   from hrnn.data.specs import DATASETS
 
@@ -39,7 +40,8 @@ def add_arguments(parser):
                    help="name of the new dataset (not a built-in one); use it as `hrnn train --dataset NAME`")
   own.add_argument("--quantization", choices=("mu-law", "linear"), default="mu-law",
                    help="8-bit tokens: mu-law (speech, SC09 and YouTubeMix) or linear (Beethoven)")
-  own.add_argument("--clip-seconds", type=float, default=8.0, help="length of the clips the audio is cut into")
+  own.add_argument("--clip-seconds", type=positive_float, default=8.0,
+                   help="length of the clips the audio is cut into (the dataset's tokens per example / 16,000)")
   info.add_argument("--data-dir", default=None, help="read an unpacked copy of the dataset here instead of ROOT")
   info.add_argument("--quantization", choices=("mu-law", "linear"), default=None,
                     help="token histogram quantization (default: the dataset's own)")
