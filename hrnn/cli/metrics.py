@@ -45,10 +45,12 @@ def add_arguments(parser):
                      help="classifier file, hrnn's or SaShiMi's resnext.pth; None = the file train-classifier "
                      "writes for --reference")
   score.add_argument("--likelihoods", default=None,
-                     help="JSON file: {file name: log-likelihood} or a list in natural file order; keeps only "
-                     "the --band of the likelihood ranking, as SaShiMi did")
-  score.add_argument("--band", type=float, nargs=2, default=(0.40, 0.95), metavar=("LO", "HI"),
-                     help="fractions of the likelihood ranking kept (lowest likelihood first)")
+                     help="JSON file: {file name: log-likelihood} or a list in natural file order; scores only the "
+                     "files SaShiMi's script would: the --band of the held-out half of its seeded random split "
+                     "(10,240 samples -> 2,816 clips)")
+  score.add_argument("--band", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                     help="with --likelihoods: fractions of the held-out half's likelihood ranking kept (lowest "
+                     "likelihood first); None = SaShiMi's 0.40 0.95")
   score.add_argument("--no-reference-rows", action="store_true", help="skip the train and test rows")
   score.add_argument("--no-torch-fidelity", action="store_true", help="skip torch-fidelity's FID and ISC")
   score.add_argument("--root", default=None, help="data root; None = $HRNN_DATA or ~/.cache/hrnn/data")
@@ -81,8 +83,19 @@ def _train(args):
 
 def _score(args):
   from hrnn.errors import HrnnError
-  from hrnn.metrics import score
 
+  if args.batch_size < 1:
+    raise HrnnError(f"--batch-size {args.batch_size}: need a positive number of clips per forward pass")
+  if args.band is not None and not args.likelihoods:
+    raise HrnnError(f"--band {args.band[0]:g} {args.band[1]:g} selects among samples ranked by likelihood; give "
+                    "--likelihoods FILE too (without it every file is scored)")
+  from hrnn.metrics import LIKELIHOOD_BAND, score
+  from hrnn.metrics.scores import check_band
+
+  try:
+    band = check_band(args.band or LIKELIHOOD_BAND)
+  except HrnnError as e:
+    raise HrnnError(f"--band: {e}") from None
   likelihoods = None
   if args.likelihoods:
     try:
@@ -91,7 +104,7 @@ def _score(args):
     except (OSError, json.JSONDecodeError) as e:
       raise HrnnError(f"cannot read likelihoods file {args.likelihoods}: {e}") from e
   result = score(args.samples, args.reference, classifier=args.classifier, root=args.root, likelihoods=likelihoods,
-                 band=tuple(args.band), reference_rows=not args.no_reference_rows,
+                 band=band, reference_rows=not args.no_reference_rows,
                  torch_fidelity=not args.no_torch_fidelity, batch_size=args.batch_size)
   if args.json:
     print(json.dumps(result))
@@ -100,7 +113,8 @@ def _score(args):
 
 
 COLUMNS = (("fid", "FID", "{:.3f}"), ("is", "IS", "{:.3f}"), ("mis", "mIS", "{:.2f}"), ("am", "AM", "{:.3f}"),
-           ("fid_torch_fidelity", "FID(tf)", "{:.3f}"), ("isc_torch_fidelity", "ISC(tf)", "{:.3f}"))
+           ("is_textbook", "IS(text)", "{:.3f}"), ("fid_torch_fidelity", "FID(tf)", "{:.3f}"),
+           ("isc_torch_fidelity", "ISC(tf)", "{:.3f}"))
 
 
 def format_result(result: dict) -> list[str]:
@@ -109,8 +123,13 @@ def format_result(result: dict) -> list[str]:
 
   info = result["classifier"]
   accuracy = f", test accuracy {100 * info['test_accuracy']:.2f}%" if "test_accuracy" in info else ""
-  band = result["likelihood_band"]
-  kept = f" (likelihood band {100 * band[0]:g}%..{100 * band[1]:g}%)" if band else ""
+  selection = result["selection"]
+  kept = " (every file)"
+  if selection:
+    lo, hi = selection["band"]
+    kept = (f": the {100 * lo:g}%..{100 * hi:g}% likelihood band of the held-out half ({selection['held_out']} "
+            f"files) of a random split, NumPy seed {selection['seed']} after the mIS of {selection['mis_clips']} "
+            "test clips, as SaShiMi's script selects")
   samples = (f"{result['samples_dir']}: {result['scored']} of {result['sample_files']} files scored{kept}"
              if result["samples_dir"] else "none (reference rows only)")
   lines = [f"samples    {samples}", f"reference  {result['reference']} train split",

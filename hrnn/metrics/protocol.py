@@ -1,13 +1,14 @@
 """`score()`: SaShiMi's SC09 sample-quality protocol on a folder of generated clips (reference.md section 4).
 
-  1. optionally keep the 40%..95% likelihood band of the samples (`likelihood_band`);
+  1. optionally keep only the samples SaShiMi scores given their likelihoods: the 40%..95% likelihood band of a
+     seeded random half (`likelihood_band`; 10,240 samples -> 2,816 clips);
   2. every clip -> log-mel [32, 32] -> classifier -> penultimate features f and class probabilities p;
   3. rows, each scored against the reference dataset's train split:
        samples  the generated clips
        train    the train split itself (FID 0 by construction)       } the real-data reference rows,
        test     the test split                                       } computed here for the chosen dataset
-     with FID(f_train, f), IS(p), mIS(p), AM(p_train, p) from `hrnn.metrics.scores`, plus torch-fidelity's FID
-     and ISC of the same classifier (`hrnn.metrics.fidelity`).
+     with FID(f_train, f), IS(p) (SaShiMi's), IS_textbook(p), mIS(p), AM(p_train, p) from
+     `hrnn.metrics.scores`, plus torch-fidelity's FID and ISC of the same classifier (`hrnn.metrics.fidelity`).
 
 The estimator behind every number is named in ESTIMATORS (and in the result's "estimators").
 """
@@ -15,6 +16,8 @@ The estimator behind every number is named in ESTIMATORS (and in the result's "e
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +28,8 @@ import torch
 from hrnn.metrics.classifier import (CLASSIFIER_SIZES, ClassifierError, ResNeXt, classifier_outputs, default_size,
                                      load_classifier, save_classifier)
 from hrnn.metrics.clips import ClipError, clip_features, sample_files, split_features
-from hrnn.metrics.scores import (LIKELIHOOD_BAND, am_score, frechet_distance, inception_score, likelihood_band,
+from hrnn.metrics.scores import (BAND_SEED, LIKELIHOOD_BAND, MIS_PAIRS, ScoreError, am_score, check_band,
+                                 frechet_distance, inception_score, inception_score_textbook, likelihood_band,
                                  modified_inception_score)
 
 MIN_SAMPLES = 10  # torch-fidelity's ISC splits the set in 10
@@ -33,8 +37,11 @@ MIN_SAMPLES = 10  # torch-fidelity's ISC splits the set in 10
 ESTIMATORS = {
     "fid": "FID (hrnn, numpy; SaShiMi's protocol): Frechet distance between the classifier's penultimate features "
            "of the set and of the reference train split",
-    "is": "IS (SaShiMi's variant): exp(mean KL(p_i || mean p of the second half)) over the first half of a "
-          "seed-0 shuffle, one 50/50 split; the IS that published SC09 tables report",
+    "is": "IS (SaShiMi's, as its released script computes it): first half of a seed-0 shuffle, each class column "
+          "normalised over the samples, exp(mean over classes of its KL to the uniform); the estimator of "
+          "published SC09 IS",
+    "is_textbook": "IS (textbook, Salimans et al.): exp(mean_i KL(p_i || mean p)) over all samples; not the "
+                   "estimator of published SC09 IS",
     "mis": "mIS: exp(mean KL(p_a || p_b)) over 10,000 random pairs (seed 0)",
     "am": "AM: KL(mean p_train || mean p_set) + mean entropy of p_set; lower is better",
     "fid_torch_fidelity": "FID (torch-fidelity frechet_inception_distance, same classifier features); equals fid "
@@ -44,6 +51,8 @@ ESTIMATORS = {
     "isc_torch_fidelity_std": "ISC's standard deviation over torch-fidelity's 10 splits",
 }
 ROWS = ("train", "test", "samples")
+SELECTION_RULE = (f"SaShiMi's: the likelihood band of the held-out half of a random split (NumPy seed {BAND_SEED}, "
+                  f"advanced by the {MIS_PAIRS:,} mIS pairs of the reference test split, as its script draws it)")
 
 
 def default_classifier_path(dataset: str, size: str, root=None) -> Path:
@@ -70,13 +79,17 @@ def resolve_classifier(classifier, dataset: str, root=None) -> tuple[ResNeXt, di
                         "(e.g. SaShiMi's resnext.pth)")
 
 
-def select_samples(files: Sequence[Path], likelihoods, band=LIKELIHOOD_BAND) -> list[Path]:
-  """The files in the likelihood band, in increasing likelihood order.
+def select_samples(files: Sequence[Path], likelihoods, band=LIKELIHOOD_BAND, *, mis_clips: int,
+                   seed: int = BAND_SEED) -> list[Path]:
+  """The files SaShiMi scores given their likelihoods (`hrnn.metrics.scores.likelihood_band`), in increasing
+  likelihood order: the `band` of the held-out random half.
 
   Args:
     files: the sample files (natural order).
     likelihoods: a mapping file name -> log-likelihood covering every file, or a sequence aligned with `files`.
-    band: the kept fraction band (lo, hi) of the likelihood ranking.
+    band: the kept fraction band (lo, hi) of the held-out half's likelihood ranking.
+    mis_clips, seed: the NumPy state of SaShiMi's random half: seed, then an mIS over `mis_clips` clips (its
+      reference test split).
   """
   if isinstance(likelihoods, Mapping):
     missing = [f.name for f in files if f.name not in likelihoods]
@@ -89,13 +102,17 @@ def select_samples(files: Sequence[Path], likelihoods, band=LIKELIHOOD_BAND) -> 
     if len(values) != len(files):
       raise ClipError(f"{len(values)} likelihoods for {len(files)} sample files; give one per file, in natural "
                       "file-name order")
-  return [files[i] for i in likelihood_band(np.asarray(values, np.float64), band)]
+  for f, value in zip(files, values):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+      raise ClipError(f"log-likelihood of {f.name} is {value!r}; give a number for every sample file")
+  return [files[i] for i in likelihood_band(np.asarray(values, np.float64), band, mis_clips=mis_clips, seed=seed)]
 
 
 def set_scores(features_train, probs_train, features, probs) -> dict:
   """The kit's own scores of one set against the train split (see ESTIMATORS)."""
   return {"fid": frechet_distance(features_train, features), "is": inception_score(probs),
-          "mis": modified_inception_score(probs), "am": am_score(probs_train, probs)}
+          "is_textbook": inception_score_textbook(probs), "mis": modified_inception_score(probs),
+          "am": am_score(probs_train, probs)}
 
 
 def score(samples_dir=None, reference: str = "sc09-espeak", *, classifier=None, root=None, likelihoods=None,
@@ -112,25 +129,39 @@ def score(samples_dir=None, reference: str = "sc09-espeak", *, classifier=None, 
       of `reference` (`default_classifier_path`).
     root: data root (None = hrnn.data's default).
     likelihoods: None (score every file), or per-file log-likelihoods (mapping file name -> value, or a sequence
-      in natural file order) to keep only the `band` of the likelihood ranking, as SaShiMi did.
-    band: (lo, hi) fractions of the likelihood ranking kept; SaShiMi: (0.40, 0.95).
+      in natural file order) to score only the files SaShiMi's script would: the `band` of the held-out random
+      half (`select_samples`; its NumPy state follows an mIS over `reference`'s test split, as in SaShiMi).
+    band: (lo, hi) fractions of the held-out half's likelihood ranking kept; SaShiMi: (0.40, 0.95).
     reference_rows: also score the train and test splits (the real-data reference rows).
     torch_fidelity: also compute torch-fidelity's FID and ISC with the same classifier.
     batch_size: clips per classifier forward pass.
     device: torch device; None = "cuda" when available, else "cpu".
 
   Returns:
-    {"reference", "classifier" (its info), "samples_dir", "sample_files", "scored", "likelihood_band",
-     "clips" (per set: counts of resampled / padded / cut / silent clips), "rows" (set -> metric -> value, sets
-     in ROWS order), "estimators" (metric -> what it is)}.
+    {"reference", "classifier" (its info), "samples_dir", "sample_files", "scored", "selection" (None when every
+     file is scored, else {"rule", "band", "seed", "mis_clips", "held_out"}), "clips" (per set: counts of
+     resampled / padded / cut / silent clips), "rows" (set -> metric -> value, sets in ROWS order), "estimators"
+     (metric -> what it is)}.
   """
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    raise ScoreError(f"batch_size={batch_size!r}: need a positive number of clips per forward pass")
+  if likelihoods is not None:
+    band = check_band(band)
   device = device or ("cuda" if torch.cuda.is_available() else "cpu")
   model, info = resolve_classifier(classifier, reference, root)
   model = model.to(device)
   files = kept = []
+  selection = None
   if samples_dir is not None:
     files = sample_files(samples_dir)
-    kept = files if likelihoods is None else select_samples(files, likelihoods, band)
+    kept = files
+    if likelihoods is not None:
+      from hrnn.data import load_split
+
+      mis_clips = len(load_split(reference, "test", root=root))
+      kept = select_samples(files, likelihoods, band, mis_clips=mis_clips)
+      selection = {"rule": SELECTION_RULE, "band": list(band), "seed": BAND_SEED, "mis_clips": mis_clips,
+                   "held_out": len(files) - len(files) // 2}
     if len(kept) < MIN_SAMPLES:
       raise ClipError(f"only {len(kept)} samples to score in {samples_dir}; need at least {MIN_SAMPLES}")
   elif not reference_rows:
@@ -159,6 +190,6 @@ def score(samples_dir=None, reference: str = "sc09-espeak", *, classifier=None, 
 
   return {"reference": reference, "classifier": info,
           "samples_dir": None if samples_dir is None else str(samples_dir), "sample_files": len(files),
-          "scored": len(kept), "likelihood_band": None if likelihoods is None else list(band),
+          "scored": len(kept), "selection": selection,
           "clips": {name: dataclasses.asdict(r) for name, r in reports.items()}, "rows": rows,
           "estimators": ESTIMATORS}
