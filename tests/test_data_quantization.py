@@ -144,3 +144,19 @@ def test_bad_input():
   with pytest.raises(QuantizationError, match="constant-clip rule 'middle'"):
     quantize(np.zeros(3), "mu-law", constant="middle")
   assert math.isclose(float(dequantize(np.array([255]), "linear")[0]), 127 / 128)
+
+
+def test_load_split_min_max_unit_builds_its_own_token_cache(tmp_path):
+  from hrnn.data import load_split, prepare, read_audio
+
+  prepare("sc09-espeak", size="tiny", root=tmp_path)
+  whole = load_split("sc09-espeak", "test", root=tmp_path)
+  pieces = load_split("sc09-espeak", "test", root=tmp_path, minmax_unit=4_000)
+  assert whole.cache_files[0]["filename"] != pieces.cache_files[0]["filename"]  # the unit is in the cache key
+  for w, p in zip(whole, pieces):
+    audio = read_audio(w["path"])
+    assert (w["tokens"] == quantize(audio, "mu-law")).all()
+    assert (p["tokens"] == quantize(audio, "mu-law", unit=4_000)).all()
+  assert any((w["tokens"] != p["tokens"]).any() for w, p in zip(whole, pieces))
+  with pytest.raises(QuantizationError, match="min-max unit -1"):
+    load_split("sc09-espeak", "test", root=tmp_path, minmax_unit=-1)

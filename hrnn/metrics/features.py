@@ -5,9 +5,10 @@
   features = 10 log10(max(S, 1e-10)) - 10 log10(max(S))                 dB relative to the clip's loudest bin,
              clipped below at -80 dB (librosa's power_to_db(ref=max))
 
-The frame count is 1 + 16000 // 512 = 32. Centering pads by reflection, as the librosa releases SaShiMi used did
-(librosa >= 0.10 pads with zeros unless told). A silent clip has S = 0 everywhere, so every bin equals its
-maximum and the features are all 0 dB: defined, never NaN, and counted by `hrnn.metrics.samples`.
+The frame count is 1 + 16000 // 512 = 32. Centering pads by reflection, the default of the librosa releases
+SaShiMi used (before 0.9.0); zero padding (pad_mode="constant") is the default since librosa 0.9.0, so hrnn asks
+for "reflect" explicitly. A silent clip has S = 0 everywhere, so every bin equals its maximum and the features are
+all 0 dB: defined, never NaN, and counted by `hrnn.metrics.clips`.
 """
 
 from __future__ import annotations
