@@ -7,6 +7,8 @@ close to memory bandwidth. `hrnn.scan`'s `chunked` backend uses them on CPU when
 - `scan(a, b, s0, reverse=..., keep_states=...)`: the kernel interface of `hrnn.scan` (`Kernel`);
 - `gradient(a, h, h_start, dh, carry)`: the custom VJP's backward pass fused into one pass, (da, db, dh0).
 
+Lowered for another platform than CPU, they stop with `hrnn.platforms.PlatformError`.
+
 The library is compiled on first use with the system's C++ compiler against the XLA FFI headers that ship with
 jaxlib, into `$HRNN_CACHE/kernels` (default `~/.cache/hrnn/kernels`), keyed by the source, the jaxlib version and
 the compiler, and written atomically (parallel test workers may build it at once). No compiler, or a failed
@@ -28,6 +30,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax import lax
+
+from hrnn.platforms import unsupported
 
 SOURCE = Path(__file__).parent / "csrc" / "linear_scan.cc"
 _SUFFIX = {np.dtype(np.complex64): "c64", np.dtype(np.float32): "f32"}
@@ -99,10 +104,23 @@ def _call(kind: str, dtype, results, *args, **attrs):
     raise TypeError(f"hrnn.native: no kernel for dtype {np.dtype(dtype)} (complex64 and float32 only)")
   if _library() is None:
     raise RuntimeError("hrnn.native: the kernels could not be built (see the warning above)")
-  outputs = jax.ffi.ffi_call(f"hrnn_scan{kind}_{suffix}", results, vmap_method="sequential")(*args, **attrs)
-  # Inside shard_map, an FFI call's results vary over no mesh axis; give them the inputs' (a type, no data moves).
-  axes = tuple(sorted(set().union(*(jax.typeof(x).mat.varying for x in args))))
-  return jax.lax.pcast(outputs, axes, to="varying") if axes else outputs
+
+  def ffi(*args):
+    outputs = jax.ffi.ffi_call(f"hrnn_scan{kind}_{suffix}", results, vmap_method="sequential")(*args, **attrs)
+    # Inside shard_map, an FFI call's results vary over no mesh axis; give them the inputs' (a type, no data moves).
+    axes = tuple(sorted(set().union(*(jax.typeof(x).mat.varying for x in args))))
+    return jax.lax.pcast(outputs, axes, to="varying") if axes else outputs
+
+  def refused(*args):  # outputs of the right types (operands of the same shapes) behind the guard
+    args = _REFUSE(*args)
+    like = lambda r: next(x for x in args if x.shape == r.shape and x.dtype == r.dtype)
+    return like(results) if isinstance(results, jax.ShapeDtypeStruct) else tuple(map(like, results))
+
+  return lax.platform_dependent(*args, cpu=ffi, default=refused)
+
+
+_REFUSE = unsupported("the native CPU scan kernels (hrnn.native)",
+                      "use scan backend 'chunked' (XLA loops off CPU), 'pallas', 'associative' or 'linear'")
 
 
 def scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False,

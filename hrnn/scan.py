@@ -1,26 +1,33 @@
 """The diagonal linear recurrence h_t = a_t * h_{t-1} + b_t, the one sequential operation of HarmonicRNN.
 
 Everything in the model that mixes information over time goes through `linear_recurrence`. Its backends compute
-the same function (reference.md section 6):
+the same function:
 
 - `linear`: `lax.scan` over time, differentiated by JAX: the reference.
 - `associative`: `lax.associative_scan` with (a1, b1) o (a2, b2) = (a2 a1, a2 b1 + b2) (Blelloch), differentiated
-  by JAX. The default on GPU and TPU.
+  by JAX. The default on GPU.
 - `chunked`: sequential inside chunks, all chunks at once, and a scan across the chunks' summaries (see
   `chunked_scan`); with the custom VJP below. The default on CPU, where it runs as one chunk, one sequential
   pass: in the native C++ kernels of `hrnn.native` (through the XLA FFI, near memory bandwidth) when they could
   be built, else as an XLA loop.
-- `pallas`: `hrnn.pallas`, a Pallas kernel (GPU/TPU; interpret mode on CPU) with the same custom VJP.
+- `pallas`: `hrnn.pallas`, the Pallas kernels (Mosaic on TPU, Triton on GPU, the TPU kernel in interpret mode on
+  CPU) with the same custom VJP. The default on TPU.
+
+`backend=None` picks the default of the platform the program is lowered for (`DEFAULT_BACKENDS`, through
+`jax.lax.platform_dependent`), and so do the kernels inside a backend (native or XLA loop for `chunked`, which
+Pallas kernel for `pallas`): a program traced on a CPU host and exported or lowered ahead of time for a TPU or
+GPU runs that platform's code. A kernel lowered for a platform it cannot run on stops with
+`hrnn.platforms.PlatformError`.
 
 Custom VJP of the kernel backends. JAX's cotangent of a complex z is dL/dRe z - i dL/dIm z, the conjugate of
-the usual gradient, so the backward pass of reference.md section 6 (the reverse recurrence with conj(a)) reads,
-on JAX cotangents g_t = dL/dh_t (total) and dh_t (direct):
+the usual gradient, so the backward pass (the reverse recurrence with conj(a) on ordinary gradients) reads, on JAX
+cotangents g_t = dL/dh_t (total) and dh_t (direct):
 
   g_t = dh_t + a_{t+1} g_{t+1},   g_{T-1} = dh_{T-1} + dh_last,   db_t = g_t,   da_t = g_t h_{t-1},
   dh0 = a_0 g_0.
 
 It is the same recurrence run backwards in time, so one kernel serves both passes, and the residuals are a and h
-only (no per-step intermediates).
+only (no per-step intermediates). (The float64 tests of both passes are in tests/test_scan.py.)
 
 Context parallelism (`seq_axis`, inside `shard_map` with time sharded): each shard computes its summary
 (prod a, last state from zero), the shards all-gather the summaries, each folds those of the shards before it
@@ -37,7 +44,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from hrnn import native, pallas
 from hrnn.config import SCAN_BACKENDS
+from hrnn.errors import HrnnError
 
 BACKENDS: tuple[str, ...] = SCAN_BACKENDS
 """Names accepted by `linear_recurrence(backend=...)` (also `ModelConfig.scan_backend`)."""
@@ -54,9 +63,17 @@ STEP_ELEMENTS = {"cpu": 1, "gpu": 1 << 16, "tpu": 1 << 16}
 Kernel = Callable[..., tuple[jax.Array | None, jax.Array]]
 
 
-def default_backend() -> str:
-  """The backend used when none is requested: `chunked` on CPU, `associative` on GPU and TPU."""
-  return "chunked" if jax.default_backend() == "cpu" else "associative"
+# The backend `backend=None` runs, per platform lowered for. CPU: the native kernels (near memory bandwidth). TPU:
+# the Pallas kernel, one sequential pass at the HBM bandwidth (as the paper trained, with RecurrentGemma's TPU
+# kernel). GPU: associative until the device benchmark (`hrnn bench device`) has measured the Pallas kernel on a
+# GPU: XLA's associative scan is the one GPU path that has run on a GPU.
+DEFAULT_BACKENDS = {"cpu": "chunked", "tpu": "pallas", "cuda": "associative", "rocm": "associative"}
+
+
+def default_backend(platform: str | None = None) -> str:
+  """The backend `backend=None` runs when lowered for `platform` (default: this process's default platform)."""
+  platform = platform or jax.default_backend()
+  return DEFAULT_BACKENDS["cuda" if platform == "gpu" else platform]
 
 
 # --------------------------------------------------------------------------- reference backends (JAX autodiff)
@@ -94,18 +111,14 @@ _AUTODIFF = {"linear": _scan_linear, "associative": _scan_associative}
 # --------------------------------------------------------------------------- the chunked kernel
 
 
-def shift_left(a: jax.Array) -> jax.Array:
-  """[B, T, C] -> a_{t+1} at t, with 1 past the end: the coefficients of the reverse recurrence."""
-  return jnp.concatenate([a[:, 1:], jnp.ones_like(a[:, :1])], axis=1)
-
-
-def chunk_layout(batch: int, length: int, channels: int) -> tuple[int, int]:
-  """(nc, L): the number of chunks and their length for the chunked kernel on this platform; nc * L >= length.
+def chunk_layout(batch: int, length: int, channels: int, platform: str | None = None) -> tuple[int, int]:
+  """(nc, L): the number of chunks and their length for the chunked kernel on `platform` (default: this
+  process's); nc * L >= length.
 
   nc aims at `STEP_ELEMENTS[platform] / (batch * channels)` (at most sqrt(length)); a divisor of `length` near it
   is preferred, which avoids padding the inputs.
   """
-  target = STEP_ELEMENTS.get(jax.default_backend(), STEP_ELEMENTS["gpu"])
+  target = STEP_ELEMENTS.get(platform or jax.default_backend(), STEP_ELEMENTS["gpu"])
   want = min(max(1, target // (batch * channels)), math.isqrt(length))
   if want <= 1:
     return 1, length
@@ -114,9 +127,10 @@ def chunk_layout(batch: int, length: int, channels: int) -> tuple[int, int]:
   return nc, -(-length // nc)
 
 
-def chunked_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False,
-                 keep_states: bool = True) -> tuple[jax.Array | None, jax.Array]:
-  """The chunked kernel (see `Kernel`): states [B, T, C] (None unless `keep_states`) and the final carry [B, C].
+def chunked_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False, keep_states: bool = True,
+                 platform: str | None = None) -> tuple[jax.Array | None, jax.Array]:
+  """The chunked kernel (see `Kernel`) as XLA loops, laid out for `platform` (`chunk_layout`): states [B, T, C]
+  (None unless `keep_states`) and the final carry [B, C].
 
   Time is cut into nc chunks of length L (`chunk_layout`) and worked on in place as [B, nc, L, C]:
   (1) one sequential pass over L, all chunks at once, gives each chunk's summary (A = prod a, S = its final
@@ -124,9 +138,9 @@ def chunked_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = F
   pass over L writes the states. With one chunk (the CPU case) it is a single sequential pass.
   """
   batch, length, channels = a.shape
-  nc, chunk = chunk_layout(batch, length, channels)
+  nc, chunk = chunk_layout(batch, length, channels, platform)
   if reverse and nc > 1:  # chunks read their coefficients in place: shift them once
-    a = shift_left(a)
+    a = pallas.shift_left(a)
   pad = nc * chunk - length
   if pad:  # a = 1, b = 0 leaves the state unchanged, in either direction: padding at the end is neutral
     a = jnp.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1)
@@ -191,17 +205,50 @@ def kernel_gradient(kernel: Kernel, a: jax.Array, h: jax.Array, h_start: jax.Arr
   return g * h_prev, g, a[:, 0] * g[:, 0]
 
 
-def _kernel(backend: str) -> tuple[Kernel, Callable]:
-  """(kernel, gradient) of a kernel backend. On CPU the chunked backend's single sequential pass runs in the
-  native kernels (`hrnn.native`, one fused pass for the gradient) when they could be built."""
-  if backend == "chunked":
-    from hrnn import native  # the kernels are built on first use
+def associative_kernel(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False,
+                       keep_states: bool = True) -> tuple[jax.Array | None, jax.Array]:
+  """`lax.associative_scan` as a `Kernel` (the GPU default under the custom VJP: residuals a and h only, where
+  autodiff of the scan keeps its log2(T) levels of partial products)."""
+  if reverse:
+    a = pallas.shift_left(a)
+  edge = -1 if reverse else 0  # where s0 enters: s_edge = a_edge s0 + b_edge
+  b = b.at[:, edge].add(a[:, edge] * s0)
+  _, states = lax.associative_scan(_combine, (a, b), axis=1, reverse=reverse)
+  return (states if keep_states else None), states[:, -1 - edge]
 
-    if native.available():
-      return native.scan, native.gradient
-    return chunked_scan, functools.partial(kernel_gradient, chunked_scan)
-  from hrnn import pallas  # lazy: imports jax.experimental.pallas
-  return pallas.scan, functools.partial(kernel_gradient, pallas.scan)
+
+def _with_gradient(kernel: Kernel) -> tuple[Kernel, Callable]:
+  return kernel, functools.partial(kernel_gradient, kernel)
+
+
+def _kernels(backend: str | None) -> dict[str, tuple[Kernel, Callable]]:
+  """{platform: (kernel, gradient)} of a kernel backend (None: the platforms' defaults, `DEFAULT_BACKENDS`).
+
+  `chunked` runs on CPU in the native kernels (`hrnn.native`, one fused pass for the gradient) when they could be
+  built, else (and on GPU and TPU) as `chunked_scan` laid out for the platform. `pallas` is the TPU kernel on TPU
+  (interpret mode on CPU) and the Triton kernel on GPU. Only the kernels of a default are traced for it.
+  """
+  chunked = {p: _with_gradient(functools.partial(chunked_scan, platform=p)) for p in ("cpu", "tpu", "gpu")}
+  if native.available():
+    chunked["cpu"] = native.scan, native.gradient
+  table = {
+      "chunked": {"cpu": chunked["cpu"], "tpu": chunked["tpu"], "cuda": chunked["gpu"], "rocm": chunked["gpu"]},
+      "pallas": {"cpu": _with_gradient(functools.partial(pallas.tpu_scan, interpret=True)),
+                 "tpu": _with_gradient(pallas.tpu_scan), "cuda": _with_gradient(pallas.gpu_scan),
+                 "rocm": _with_gradient(pallas.gpu_scan)},
+  }
+  if backend is not None:
+    return table[backend]
+  associative = _with_gradient(associative_kernel)
+  return {p: table[name][p] if name in table else associative for p, name in DEFAULT_BACKENDS.items()}
+
+
+def _dispatch(backend: str | None, role: int, *args, **kw):
+  """Runs the kernel (role 0) or gradient (role 1) of `backend` for the platform lowered for."""
+  branches = {}
+  for platform, pair in _kernels(backend).items():
+    branches[platform] = functools.partial(pair[role], **kw)
+  return lax.platform_dependent(*args, **branches)
 
 
 # --------------------------------------------------------------------------- context parallelism
@@ -234,7 +281,7 @@ def _kernel_recurrence(a, b, h0, backend, seq_axis):
 
 
 def _kernel_forward(a, b, h0, backend, seq_axis):
-  kernel, _ = _kernel(backend)
+  kernel = functools.partial(_dispatch, backend, 0)
   h_start = h0
   if seq_axis is not None:
     _, local = kernel(a, b, jnp.zeros_like(h0), keep_states=False)
@@ -246,7 +293,7 @@ def _kernel_forward(a, b, h0, backend, seq_axis):
 def _kernel_backward(backend, seq_axis, residuals, cotangents):
   a, h, h_start = residuals
   dh, dh_last = cotangents
-  kernel, gradient = _kernel(backend)
+  kernel, gradient = functools.partial(_dispatch, backend, 0), functools.partial(_dispatch, backend, 1)
   # g_t = dh_t + a_{t+1} g_{t+1}: the kernel's reverse recurrence on dh. The carry entering at the end, a_T g_T,
   # is dh_last (plus, sharded, what the later shards send back: the shard's map is q -> prod(a) q + a_0 g_0).
   carry = dh_last
@@ -265,6 +312,10 @@ _kernel_recurrence.defvjp(_kernel_forward, _kernel_backward)
 # --------------------------------------------------------------------------- public entry point
 
 
+class UnknownBackendError(HrnnError, ValueError):
+  """A scan backend name that is not one of `BACKENDS`."""
+
+
 def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *, backend: str | None = None,
                       seq_axis: str | None = None) -> tuple[jax.Array, jax.Array]:
   """Computes h_t = a_t * h_{t-1} + b_t for t = 0..T-1 with h_{-1} = h0 (zeros when None).
@@ -273,7 +324,7 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *
     a: [batch, time, channels] decay (complex64 or float32).
     b: [batch, time, channels] input, same shape as `a` (both are cast to their common dtype).
     h0: optional [batch, channels] initial state.
-    backend: one of `BACKENDS`, or None for `default_backend()`.
+    backend: one of `BACKENDS`, or None for the default of the platform lowered for (`DEFAULT_BACKENDS`).
     seq_axis: name of a mesh axis the time dimension is sharded over (inside `shard_map`); None when unsharded.
       With it, `h0` is the state before the *first* shard.
 
@@ -285,9 +336,9 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *
     raise ValueError(f"linear_recurrence: a has shape {a.shape} but b has shape {b.shape}")
   if a.ndim != 3 or a.shape[1] == 0:
     raise ValueError(f"linear_recurrence: expected [batch, time >= 1, channels], got shape {a.shape}")
-  backend = backend or default_backend()
-  if backend not in BACKENDS:
-    raise ValueError(f"linear_recurrence: unknown backend {backend!r}; choose from {BACKENDS}")
+  if backend is not None and backend not in BACKENDS:
+    raise UnknownBackendError(f"scan backend {backend!r} is unknown; choose one of {', '.join(BACKENDS)} "
+                              "(or none: the platform's default)")
   dtype = jnp.result_type(a, b)
   a, b = a.astype(dtype), b.astype(dtype)
   state_shape = (a.shape[0], a.shape[2])
@@ -301,7 +352,6 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array | None = None, *
     b = b.at[:, 0].add(jnp.where(first, a[:, 0] * h0.astype(dtype), 0))
     h0 = None
   h0 = zeros if h0 is None else h0.astype(dtype) + zeros
-
   if backend in _AUTODIFF:
     scan = _AUTODIFF[backend]
     if seq_axis is not None:

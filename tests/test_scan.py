@@ -8,6 +8,8 @@ import scipy.signal
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hrnn import native, scan
+from hrnn.errors import HrnnError
+from hrnn.platforms import PlatformError
 
 SHORT = (1, 2, 159, 160, 161)
 LONG = 16_000
@@ -141,6 +143,27 @@ def test_native_kernels_run_on_cpu(monkeypatch):
     native.scan(a.real.astype(jnp.bfloat16), a.real.astype(jnp.bfloat16), jnp.zeros((2, 3), jnp.bfloat16))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_associative_kernel_matches_reference(reverse):
+  # The GPU default's kernel (run on GPUs under the custom VJP), both directions, from an initial carry.
+  from test_pallas import reference
+
+  a, b, s0, _, _ = random_inputs(np.random.default_rng(5), 2, 37, 3)
+  want, want_final = reference(a, b, s0, reverse)
+  states, final = jax.jit(lambda a, b, s0: scan.associative_kernel(a, b, s0, reverse=reverse))(a, b, s0)
+  assert rel_err(states, want) < 2e-6 and rel_err(final, want_final) < 2e-6
+
+
+def test_native_kernels_refuse_other_platforms():
+  # Lowered for TPU or CUDA, the native CPU kernels stop with one error that names them and the alternatives.
+  a = jax.ShapeDtypeStruct((1, 16, 3), jnp.complex64)
+  s0 = jax.ShapeDtypeStruct((1, 3), jnp.complex64)
+  for platform in ("tpu", "cuda"):
+    with pytest.raises(PlatformError, match=f"native CPU scan kernels .* cannot run on platform {platform}; "
+                                            "use scan backend 'chunked'"):
+      jax.jit(native.scan).trace(a, a, s0).lower(lowering_platforms=(platform,))
+
+
 def test_native_build_is_cached_and_reports_errors(tmp_path):
   # The library is built once per key (a second build is the same file) and a failing compiler is an error that
   # names it (hrnn.native turns that into one warning and the XLA loop).
@@ -176,8 +199,10 @@ def test_million_steps_stay_finite():
 
 def test_default_backend_and_errors():
   assert scan.default_backend() == "chunked"  # the test suite runs on CPU
+  assert [scan.default_backend(p) for p in ("cpu", "tpu", "gpu", "cuda")] == [
+      "chunked", "pallas", "associative", "associative"]
   a = jnp.ones((2, 5, 3), jnp.complex64)
-  with pytest.raises(ValueError, match="unknown backend"):
+  with pytest.raises(HrnnError, match="scan backend 'fft' is unknown; choose one of linear, associative, chunked"):
     scan.linear_recurrence(a, a, backend="fft")
   with pytest.raises(ValueError, match="shape"):
     scan.linear_recurrence(a, a[:, :4])
