@@ -1,4 +1,4 @@
-"""Checkpoints (issue 8): round trip, keep-last-K, load_model with EMA weights, and clear errors that leave every
+"""Checkpoints: round trip, keep-last-K, load_model with EMA weights, and clear errors that leave every
 file untouched for damaged, missing or foreign checkpoints."""
 
 import dataclasses

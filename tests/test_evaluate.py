@@ -1,4 +1,4 @@
-"""Evaluation (issue 8): bits per sample over a whole split, masked, equal to a hand computation; `hrnn eval`
+"""Evaluation: bits per sample over a whole split, masked, equal to a hand computation; `hrnn eval`
 uses the EMA weights."""
 
 import json

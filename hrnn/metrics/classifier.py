@@ -1,4 +1,4 @@
-"""SaShiMi's SC09 digit classifier: a ResNeXt for CIFAR on 1x32x32 log-mel inputs (reference.md section 4).
+"""SaShiMi's SC09 digit classifier: a ResNeXt for CIFAR on 1x32x32 log-mel inputs (hrnn.metrics.protocol).
 
   x [B, 1, 32, 32] -> ReLU(BN(Conv3x3_stem(x)))                       [B, stem, 32, 32]
                    -> stage_1 (stride 1) -> stage_2 (stride 2) -> stage_3 (stride 2)

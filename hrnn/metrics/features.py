@@ -1,4 +1,4 @@
-"""SaShiMi's classifier input: a 32x32 log-mel spectrogram of one second of 16 kHz audio (reference.md section 4).
+"""SaShiMi's classifier input: a 32x32 log-mel spectrogram of one second of 16 kHz audio (hrnn.metrics.protocol).
 
   x        = waveform padded with zeros or cut to 16,000 samples        [16000]
   S        = |STFT_hann(x; n_fft 2048, hop 512, centered)|^2 @ Mel_32    [32 mels, 32 frames]

@@ -1,4 +1,4 @@
-"""`score()`: SaShiMi's SC09 sample-quality protocol on a folder of generated clips (reference.md section 4).
+"""`score()`: SaShiMi's SC09 sample-quality protocol on a folder of generated clips (its steps below).
 
   1. optionally keep only the samples SaShiMi scores given their likelihoods: the 40%..95% likelihood band of a
      seeded random half (`likelihood_band`; 10,240 samples -> 2,816 clips);

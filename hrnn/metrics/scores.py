@@ -1,5 +1,5 @@
 """Sample-quality scores on classifier outputs, exactly as SaShiMi's released evaluation script computes them
-(reference.md section 4). numpy/scipy only.
+(hrnn.metrics.protocol). numpy/scipy only.
 
 Inputs are the classifier's penultimate features f [N, D] and class probabilities p [N, C] (rows sum to 1).
 KL(p || q) = sum_c p_c log(p_c / q_c), in nats, with 0 log 0 = 0; H(p) = -sum_c p_c log p_c.
