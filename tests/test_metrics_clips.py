@@ -47,5 +47,5 @@ def test_unusable_inputs_raise_errors_naming_them(tmp_path):
   with pytest.raises(HrnnError, match="broken.wav"):
     clips.read_clips([tmp_path / "broken.wav"])
   sf.write(tmp_path / "nan.wav", np.full(100, np.nan, np.float32), 16_000, subtype="FLOAT")
-  with pytest.raises(clips.ClipError, match="nan.wav.*NaN"):
+  with pytest.raises(HrnnError, match="nan.wav.*NaN"):
     clips.read_clips([tmp_path / "nan.wav"])

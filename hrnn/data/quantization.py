@@ -1,4 +1,4 @@
-"""8-bit audio quantization, bit for bit as SaShiMi's data loaders compute it (reference.md section 3).
+"""8-bit audio quantization, bit for bit as SaShiMi's data loaders compute it (the formulas below).
 
 Every min-max unit (by default the whole example) is scaled on its own, then mapped to one of 256 classes:
 
@@ -120,9 +120,9 @@ def quantize(x: np.ndarray, method: str, *, unit: int | None = None, constant: s
   x = np.asarray(x)
   if x.ndim == 0 or x.shape[-1] == 0:
     raise QuantizationError(f"cannot quantize an empty example (shape {x.shape})")
-  if not np.isfinite(x).all():
-    raise QuantizationError(f"cannot quantize audio holding NaN or infinite values ({np.size(x) - np.isfinite(x).sum()} "
-                            "of them)")
+  bad = np.size(x) - np.count_nonzero(np.isfinite(x))
+  if bad:
+    raise QuantizationError(f"cannot quantize audio holding NaN or infinite values ({bad} of them)")
   length = x.shape[-1]
   if unit is None or unit >= length:
     return _encode(x, method, constant)
