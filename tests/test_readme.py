@@ -121,6 +121,7 @@ cfg = get_preset("smoke")
 model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
 tokens = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 320)), jnp.int32)
 mask = jnp.ones((2, 320), jnp.float32)
+state = nnx.state(model)
 """
 SAMPLING_INPUTS = SMOKE_MODEL + """\
 prompt_tokens = tokens[0, :200]
@@ -139,6 +140,8 @@ RULES: tuple[Rule, ...] = (
     # make: dry runs (the suite itself is `make test`; tests/test_reproduce.py runs the whole smoke reproduction).
     Rule(r"make (reproduce|test)", "make"),
     Rule(r"hrnn info .*", "info"),
+    Rule(r"hrnn( [a-z_-]+)* --help", "info"),
+    Rule(r"from hrnn\.config import get_scale, train_config\n", "info"),
     # Data: embedded sets at the tiny size; sc09 offline from an archive built here at ROOT/sc09/sc09.zip.
     Rule(r"hrnn data prepare (sc09-espeak --size small|beethoven-piano --size full)", "data", (TINY,)),
     Rule(r"hrnn data prepare sc09", "data"),
@@ -197,10 +200,13 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def rule_for(snippet: Snippet) -> Rule:
-  matching = [r for r in RULES if r.matches(snippet)]
-  assert len(matching) == 1, f"{snippet}: {len(matching)} rules match in tests/test_readme.py RULES (need one)"
-  return matching[0]
+def group_snippets(group: str) -> list[tuple[Snippet, Rule]]:
+  """The README commands of a group with their rule, in README order. Commands without exactly one rule are
+  test_every_readme_command_has_a_rule's failure, not the group's."""
+  ruled = [(s, [r for r in RULES if r.matches(s)]) for s in readme_snippets()]
+  chosen = [(s, rules[0]) for s, rules in ruled if len(rules) == 1 and rules[0].group == group]
+  assert chosen, f"no README command in group {group!r}"
+  return chosen
 
 
 def test_extraction_by_hand():
@@ -255,6 +261,8 @@ def run_hrnn(command: str) -> None:
   saved = jax.config.jax_compilation_cache_dir
   try:
     status = main([os.path.expanduser(word) for word in shlex.split(command)[1:]])
+  except SystemExit as e:  # --help
+    status = e.code
   finally:
     jax.config.update("jax_compilation_cache_dir", saved)
   assert status in (0, None), f"`{command}` exited with {status}"
@@ -278,9 +286,7 @@ def run_snippet(snippet: Snippet, rule: Rule) -> dict:
 
 def run_group(group: str, before=None) -> None:
   """Runs the group's README commands in README order; `before(snippet)` prepares what a command needs."""
-  chosen = [(s, rule_for(s)) for s in readme_snippets() if rule_for(s).group == group]
-  assert chosen, f"no README command in group {group!r}"
-  for snippet, rule in chosen:
+  for snippet, rule in group_snippets(group):
     if before is not None:
       before(snippet)
     if snippet.kind == "python":
@@ -394,9 +400,8 @@ def test_reproduce_commands_parse():
   """Fast: every `hrnn reproduce` line, as written and as run below, is accepted by the real parser."""
   from hrnn.cli import build_parser
 
-  for snippet in readme_snippets():
-    rule = rule_for(snippet)
-    if rule.group == "reproduce":
+  for snippet, rule in group_snippets("reproduce"):
+    if snippet.kind == "bash":
       for command in (snippet.text, rule.apply(snippet.text)):
         args = build_parser().parse_args(shlex.split(command)[1:])
         assert args.command == "reproduce" and args.preset in ("smoke", "cpu", "paper")
