@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make reproduce   regenerate every paper result at the CPU preset on embedded datasets (results/cpu/)
 #   make test        the test suite (what CI runs)
+#   make lab         JupyterLab on notebooks/
 # Both create .venv when missing, install the pinned Python dependencies (requirements.lock) and, when run as
 # root with apt, the Debian packages the kit needs.
 
@@ -14,7 +15,7 @@ PRESET ?= cpu
 TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages reproduce test test-slow clean
+.PHONY: setup system-packages reproduce test test-slow lab clean
 
 setup: $(STAMP)
 
@@ -44,6 +45,10 @@ test: $(STAMP) system-packages
 
 test-slow: $(STAMP) system-packages
 	$(TEST_ENV) $(PY) -m pytest -n 2 -m slow $(PYTEST_ARGS)
+
+# JupyterLab on the notebooks (installed by setup, pinned in requirements.lock).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf $(VENV) .pytest_cache
