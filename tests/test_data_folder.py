@@ -94,11 +94,15 @@ def test_prepare_folder_splits_by_file_and_registers(tmp_path):
   assert (root / "mine" / "hrnn_dataset.json").stat().st_mtime_ns == built
 
 
-def test_a_changed_source_is_rebuilt_and_linear_is_kept(tmp_path):
+def test_a_changed_source_is_rebuilt_and_linear_is_kept(tmp_path, monkeypatch):
+  from hrnn import config, experiments
+
   source, root = own_tree(tmp_path / "audio"), tmp_path / "root"
   prepare_folder(source, "mine", quantization="linear", clip_seconds=CLIP, root=root)
   sf.write(source / "b" / "z.flac", tone(0.5, 16000, seed=6), 16000)  # six files: (5, 5) -> 4 / 1 / 1
-  layout = data.prepare("mine", root=root)  # rebuilt from the recorded folder and options
+  monkeypatch.setenv("HRNN_DATA", str(root))
+  experiments.prepare_data(config.get_scale("smoke"), "mine")  # a notebook's dataset parameter: rebuilt
+  layout = data.prepare("mine", root=root)  # up to date
   marker = json.loads((root / "mine" / "hrnn_dataset.json").read_text())
   assert marker["files"]["valid"] == ["b/y.wav"] and marker["files"]["test"] == ["b/z.flac"]
   assert marker["clips"] == {"train": 7, "valid": 2, "test": 1}
