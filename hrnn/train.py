@@ -16,15 +16,26 @@ dropout RNG streams, step and skip counters, the data position (epoch, batch ind
 is a function of (seed, epoch), dropout of the saved RNG streams, so a run resumed from a checkpoint computes
 bit-identically the same steps as one that never stopped. Checkpoints are written every `checkpoint_every` steps,
 at the end, and when SIGTERM or SIGINT arrives (then the run stops after the current step).
+
+metrics.jsonl after a resume: the lines of steps after the checkpoint (logged by the run that died) are dropped,
+and the checkpoint carries the per-step metrics since the last line, so the resumed run logs the same lines as an
+uninterrupted one: every field equal except the wall-clock ones (WALL_CLOCK_FIELDS), and no step twice.
+
+One trainer per work directory: WORKDIR/lock.json is held (an OS file lock, released when the process ends, even by
+SIGKILL) and names the running trainer; a second one stops at once naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import fcntl
 import json
 import math
+import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,13 +51,19 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from hrnn import data, sharding
-from hrnn.blocks import compiler_options
-from hrnn.checkpoint import Checkpoints, CheckpointError, read_config, write_config
-from hrnn.config import ConfigError, TrainConfig
-from hrnn.evaluate import make_eval_step, replicate, replicated, split_nll, to_mesh
+from hrnn.checkpoint import Checkpoints, CheckpointError, config_differences, read_config, write_config
+from hrnn.config import ConfigError, ModelConfig, TrainConfig
+from hrnn.errors import HrnnError
+from hrnn.evaluate import make_eval_step, split_nll
 from hrnn.model import HarmonicRNN, nll_bits
 
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = "lock.json"
+# Fields of a metrics line that measure time, not the computation: they differ between runs (all others are
+# deterministic functions of the config and the data, also across a resume).
+WALL_CLOCK_FIELDS = frozenset({"tokens_per_s", "epochs_per_hour"})
+# Per-step metrics a log line is computed from; those of the steps since the last line travel in a checkpoint.
+STEP_METRICS = {"loss_bits": np.float32, "grad_norm": np.float32, "lr": np.float32, "skipped": np.int32}
 # Config fields a resumed run may change: lengths and bookkeeping, and the model's memory/speed options.
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "data_root", "checkpoint_every", "keep_checkpoints", "eval_every",
                               "eval_batch_size", "log_every", "mesh_data", "mesh_seq"})
@@ -99,6 +116,16 @@ class TrainResult:
   def metrics_path(self) -> Path:
     """WORKDIR/metrics.jsonl; `pandas.read_json(path, lines=True)` reads it."""
     return self.workdir / METRICS_FILE
+
+
+def compiler_options(cfg: ModelConfig) -> dict[str, str]:
+  """XLA options for `jax.jit(..., compiler_options=...)` of a gradient of the model `cfg`.
+
+  Rematerialisation (`cfg.remat`) keeps recomputed values apart from the forward pass's with optimization
+  barriers; XLA on CPU expands those barriers away (its cse_barrier_expander pass) and then merges the two, which
+  silently undoes remat (measured: no memory saved). Keeping the barriers restores it.
+  """
+  return {"xla_disable_hlo_passes": "cse_barrier_expander"} if cfg.remat != "none" else {}
 
 
 def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
@@ -206,8 +233,73 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, optimizer: opta
     grads = jax.tree.map(lambda g: g / count, grads)
     return apply_update(state.replace(rngs=rngs), grads, bits / count, config, optimizer, schedule)
 
-  return jax.jit(train_step, out_shardings=replicated(mesh), donate_argnums=0,
+  return jax.jit(train_step, out_shardings=sharding.replicated(mesh), donate_argnums=0,
                  compiler_options=compiler_options(config.model))  # keeps remat effective on CPU
+
+
+def read_metrics(workdir: str | Path) -> list[dict]:
+  """The records of WORKDIR/metrics.jsonl, oldest first ([] before the first): the one reader of the training log.
+  Train rows hold step, epoch, loss_bits, lr, grad_norm, skipped, tokens_per_s, epochs_per_hour; evaluation rows
+  step, split ("valid" / "test") and nll_bits."""
+  path = Path(workdir) / METRICS_FILE
+  if not path.exists():
+    return []
+  lines = [line for line in path.read_text().splitlines() if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i < len(lines) - 1:  # a last line cut short (the process died, or the disk filled, writing it) is left out
+        raise CheckpointError(f"{path}: line {i + 1} is not JSON; the file was edited or damaged: repair or delete "
+                              "that line") from None
+  return records
+
+
+class TrainingLocked(HrnnError):
+  """Another trainer holds the work directory."""
+
+
+class WorkdirLock:
+  """WORKDIR/lock.json, held (fcntl.flock) by the one process training in a work directory.
+
+  The file records the holder {"pid", "host", "since"} for the message a second trainer gets. The operating system
+  releases the lock when its process ends however it ends, so the file of a dead trainer is a stale record that the
+  next one simply takes over.
+  """
+
+  def __init__(self, workdir: Path):
+    self.path = workdir / LOCK_FILE
+    self._fd = None
+
+  def acquire(self) -> None:
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      text = os.pread(fd, 4096, 0).decode(errors="replace")
+      os.close(fd)
+      try:
+        holder = json.loads(text)
+        who = f"pid {holder['pid']} on {holder['host']}, since {holder['since']}"
+      except (ValueError, KeyError, TypeError):
+        who = "another process"
+      raise TrainingLocked(f"{self.path.parent} is in use by another hrnn train ({who}); wait for it to finish or "
+                           f"stop it, or use another --workdir") from None
+    since = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}) + "\n"
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, record.encode(), 0)
+    except OSError as e:  # a full disk: name the file
+      os.close(fd)
+      raise OSError(e.errno, e.strerror, str(self.path)) from None
+    self._fd = fd
+
+  def release(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)  # releases the lock; the file stays as a stale record
+      self._fd = None
 
 
 class MetricsLog:
@@ -225,9 +317,7 @@ class MetricsLog:
       f.write(json.dumps(clean) + "\n")
 
   def records(self) -> list[dict]:
-    if not self.path.exists():
-      return []
-    return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+    return read_metrics(self.path.parent)
 
   def truncate_after(self, step: int) -> None:
     """Drops the lines of steps after `step` (logged by a run that died before its next checkpoint)."""
@@ -281,12 +371,20 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, progress: bo
   """
   workdir = Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
-  _check_resumable(read_config(workdir), config, workdir)
+  lock = WorkdirLock(workdir)
   if jax.process_index() == 0:
-    write_config(workdir, config)
+    lock.acquire()
+  try:
+    return _train_and_evaluate(config, workdir, progress)
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(config: TrainConfig, workdir: Path, progress: bool) -> TrainResult:
+  _check_resumable(read_config(workdir), config, workdir)
   mesh = make_mesh(config)
-  train_ds = data.load_split(config.dataset, "train", root=config.data_root)
-  seq_len = config.seq_len or data.get_spec(config.dataset).length
+  train_ds = data.load_split(config.dataset, "train", root=config.data_root, minmax_unit=config.minmax_unit)
+  seq_len = config.seq_len or data.get_spec(config.dataset, config.data_root).length
   steps_per_epoch = data.num_batches(train_ds, config.batch_size)
   total_steps = config.steps or config.epochs * steps_per_epoch
   schedule = learning_rate_schedule(config, total_steps)
@@ -294,17 +392,20 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, progress: bo
   checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints)
   log = MetricsLog(workdir)
   try:
+    _check_checkpoint_config(checkpoints, config)
+    if jax.process_index() == 0:
+      write_config(workdir, config)
     graphdef = model_graph(config, dropout=True)
-    state = _initial_or_resumed_state(config, optimizer, mesh, checkpoints, steps_per_epoch, log)
+    state, window = _initial_or_resumed_state(config, optimizer, mesh, checkpoints, steps_per_epoch, log)
     train_step = make_train_step(graphdef, config, optimizer, schedule, mesh)
     loop = _TrainLoop(config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps)
     with StopSignals() as signals:
       state = loop.run(state, train_step, _epoch_batches(config, train_ds, seq_len, steps_per_epoch), signals,
-                       progress)
+                       progress, window)
     step, skipped = int(state.step), int(state.skipped)
     if step < total_steps:
       return TrainResult(workdir, step, total_steps, skipped, None, interrupted=True)
-    test_nll = _final_test_nll(log, step)
+    test_nll = logged_test_nll(workdir, step)
     if test_nll is None:
       test_nll = loop.evaluate(state, "test", progress)
   finally:
@@ -323,32 +424,37 @@ class _TrainLoop:
     self.splits = {}  # split name -> dataset, loaded at the first evaluation
 
   def run(self, state: TrainState, train_step, batches: Iterator[dict], signals: StopSignals,
-          progress: bool) -> TrainState:
+          progress: bool, window: list[dict]) -> TrainState:
+    """Trains from `state` to the end or a stop signal. `window`: the per-step metrics since the last log line
+    (restored from the checkpoint), so that the next line covers the same steps as in an uninterrupted run."""
     config = self.config
     step = int(state.step)
     first = step
     bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                disable=not progress or jax.process_index() != 0)
-    pending: list[dict] = []  # metrics of the steps since the last log line (still on device)
-    timer, untimed = time.perf_counter(), 0
+    pending: list[dict] = list(window)  # metrics of the steps since the last log line (new ones still on device)
+    timer, timed = time.perf_counter(), 0  # steps run by this process since `timer`, the compiling one excluded
     for batch in _take(batches(step), self.total_steps - step):
-      state, metrics = train_step(state, to_mesh(batch, config.model, self.mesh))
+      state, metrics = train_step(state, sharding.place_batch(batch, self.mesh, config.model))
       step += 1
       pending.append(metrics)
       if step == first + 1:  # the first step compiles: time the throughput from its end
         jax.block_until_ready(metrics)
-        timer, untimed = time.perf_counter(), 1
+        timer = time.perf_counter()
+      else:
+        timed += 1
       stop = signals.should_stop()
-      if step % config.log_every == 0 or step == self.total_steps or stop:
-        record = self._log_line(step, jax.device_get(pending), time.perf_counter() - timer, len(pending) - untimed)
+      if step % config.log_every == 0 or step == self.total_steps:
+        record = self._log_line(step, jax.device_get(pending), time.perf_counter() - timer, timed)
         bar.set_postfix({k: "-" if v is None else f"{v:.4g}" for k, v in record.items() if k not in ("step", "epoch")},
                         refresh=False)
-        pending, timer, untimed = [], time.perf_counter(), 0
+        pending, timer, timed = [], time.perf_counter(), 0
       bar.update(1)
       if config.eval_every and step % config.eval_every == 0:
         self.evaluate(state, "valid", progress=False)
       if step % config.checkpoint_every == 0 or step == self.total_steps or stop:
-        self.save(state, step)
+        pending = jax.device_get(pending)
+        self.save(state, step, pending)
       if stop:
         break
     bar.close()
@@ -376,23 +482,34 @@ class _TrainLoop:
   def evaluate(self, state: TrainState, split: str, progress: bool) -> float:
     """NLL of the EMA weights on a split; logged as {"step", "split", "nll_bits"}."""
     if split not in self.splits:
-      self.splits[split] = data.load_split(self.config.dataset, split, root=self.config.data_root)
+      self.splits[split] = data.load_split(self.config.dataset, split, root=self.config.data_root,
+                                           minmax_unit=self.config.minmax_unit)
     ds = self.splits[split]
     nll = split_nll(self.eval_step, nnx.merge_state(state.ema, state.rngs), self.config.model, ds,
                     self.config.eval_batch_size or self.config.batch_size,
-                    seq_len=data.get_spec(self.config.dataset).length, mesh=self.mesh, progress=progress)
+                    seq_len=data.get_spec(self.config.dataset, self.config.data_root).length, mesh=self.mesh,
+                    progress=progress)
     self.log.write({"step": int(state.step), "split": split, "nll_bits": nll})
     return nll
 
-  def save(self, state: TrainState, step: int) -> None:
-    self.checkpoints.save(step, state.items(), checkpoint_meta(self.config, step, self.steps_per_epoch))
+  def save(self, state: TrainState, step: int, window: list[dict]) -> None:
+    self.checkpoints.save(step, state.items(), checkpoint_meta(self.config, step, self.steps_per_epoch, window))
 
 
-def checkpoint_meta(config: TrainConfig, step: int, steps_per_epoch: int) -> dict:
+def checkpoint_meta(config: TrainConfig, step: int, steps_per_epoch: int, window: list[dict] = ()) -> dict:
   """What a checkpoint records beside the arrays: the step, the data position (epoch, index of the next batch
-  within it) and the full config."""
+  within it), the full config and the per-step metrics of the steps since the last log line (`window`, exact:
+  non-finite values as strings)."""
   epoch, batch_index = divmod(step, steps_per_epoch)
-  return {"step": step, "epoch": epoch, "batch_index": batch_index, "config": config.to_dict()}
+  as_json = lambda v: float(v) if math.isfinite(v) else str(float(v))
+  log_window = [{k: as_json(m[k]) for k in STEP_METRICS} for m in window]
+  return {"step": step, "epoch": epoch, "batch_index": batch_index, "config": config.to_dict(),
+          "log_window": log_window}
+
+
+def log_window(meta: dict) -> list[dict]:
+  """The per-step metrics a checkpoint's meta carries (`checkpoint_meta`), as the float32 / int32 values logged."""
+  return [{k: cast(float(m[k])) for k, cast in STEP_METRICS.items()} for m in meta.get("log_window", [])]
 
 
 def _epoch_batches(config: TrainConfig, ds, seq_len: int, steps_per_epoch: int):
@@ -414,15 +531,16 @@ def _take(iterator: Iterator, n: int) -> Iterator:
 
 
 def _initial_or_resumed_state(config: TrainConfig, optimizer: optax.GradientTransformation, mesh: Mesh,
-                              checkpoints: Checkpoints, steps_per_epoch: int, log: MetricsLog) -> TrainState:
-  """The state of the newest checkpoint, else a fresh one; replicated on the mesh. Drops metrics logged after
-  that checkpoint (by a run that died before its next one)."""
+                              checkpoints: Checkpoints, steps_per_epoch: int,
+                              log: MetricsLog) -> tuple[TrainState, list[dict]]:
+  """The state of the newest checkpoint, else a fresh one, replicated on the mesh, and the per-step metrics since
+  the last log line. Drops metrics logged after that checkpoint (by a run that died before its next one)."""
   step = checkpoints.latest_step()
   if step is None:
     log.truncate_after(0)
-    return replicate(init_state(config, optimizer), mesh)
+    return sharding.replicate(init_state(config, optimizer), mesh), []
   abstract = jax.eval_shape(lambda: init_state(config, optimizer).items())
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh)), abstract)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)), abstract)
   items, meta = checkpoints.restore(abstract, step)
   if (meta["epoch"], meta["batch_index"]) != divmod(step, steps_per_epoch):
     raise CheckpointError(
@@ -431,30 +549,37 @@ def _initial_or_resumed_state(config: TrainConfig, optimizer: optax.GradientTran
         f"{divmod(step, steps_per_epoch)}: the dataset changed since; resume with the same data or use a new "
         f"--workdir")
   log.truncate_after(step)
-  return TrainState.from_items(items)
+  return TrainState.from_items(items), log_window(meta)
+
+
+def _check_checkpoint_config(checkpoints: Checkpoints, config: TrainConfig) -> None:
+  """Raises CheckpointError naming the fields in which `config` (from config.json, --config or flags) differs from
+  the one the newest checkpoint was written with (apart from RESUMABLE_FIELDS)."""
+  step = checkpoints.latest_step()
+  if step is None:
+    return
+  differ = config_differences(checkpoints.run_config(step), config, RESUMABLE_FIELDS, RESUMABLE_MODEL_FIELDS)
+  if differ:
+    workdir = checkpoints.directory.parent
+    raise CheckpointError(
+        f"the config differs from the one checkpoint {checkpoints.directory / str(step)} was written with "
+        f"({'; '.join(differ)}): was {workdir / 'config.json'} edited? Resume with the checkpoint's settings or "
+        f"start a new run in another --workdir")
 
 
 def _check_resumable(saved: TrainConfig | None, config: TrainConfig, workdir: Path) -> None:
   """Raises CheckpointError when `workdir` holds a different run (fields outside RESUMABLE_FIELDS differ)."""
   if saved is None:
     return
-  differ = [f"{f}: {getattr(saved, f)!r} -> {getattr(config, f)!r}" for f in _fields(TrainConfig, RESUMABLE_FIELDS)
-            if f != "model" and getattr(saved, f) != getattr(config, f)]
-  differ += [f"model.{f}: {getattr(saved.model, f)!r} -> {getattr(config.model, f)!r}"
-             for f in _fields(type(config.model), RESUMABLE_MODEL_FIELDS)
-             if getattr(saved.model, f) != getattr(config.model, f)]
+  differ = config_differences(saved, config, RESUMABLE_FIELDS, RESUMABLE_MODEL_FIELDS)
   if differ:
     raise CheckpointError(f"{workdir} holds a different run ({'; '.join(differ)}); resume it with its own settings "
                           f"(see {workdir / 'config.json'}) or use a new --workdir")
 
 
-def _fields(cls, exclude: frozenset) -> list[str]:
-  return [f.name for f in dataclasses.fields(cls) if f.name not in exclude]
-
-
-def _final_test_nll(log: MetricsLog, step: int) -> float | None:
-  """The test NLL already logged at `step` by an earlier call that finished the run, if any."""
-  for record in reversed(log.records()):
+def logged_test_nll(workdir: str | Path, step: int) -> float | None:
+  """The test NLL logged in WORKDIR/metrics.jsonl at `step` by a run that finished there, if any."""
+  for record in reversed(read_metrics(workdir)):
     if record.get("split") == "test" and record["step"] == step:
       return record["nll_bits"]
   return None

@@ -16,9 +16,9 @@ from train_fixtures import TINY_MODEL, data_root, run_config, saved_run  # noqa:
 
 
 def _tree_digest(directory) -> dict[str, str]:
-  """Relative path -> SHA-256 of every file under `directory`."""
+  """Relative path -> SHA-256 of every file under `directory` but the trainer's lock record (train.LOCK_FILE)."""
   return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-          for p in sorted(directory.rglob("*")) if p.is_file()}
+          for p in sorted(directory.rglob("*")) if p.is_file() and p.name != train.LOCK_FILE}
 
 
 def test_round_trip_keeps_the_newest_k(tmp_path):
