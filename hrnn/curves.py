@@ -48,6 +48,21 @@ def train_seconds(workdir: str | os.PathLike) -> dict[int, float]:
   return elapsed
 
 
+def logged_train_nll(workdir: str | os.PathLike, steps: list[int]) -> dict[int, float]:
+  """Step -> mean logged training loss (bits, batch means) over the logged steps since the previous entry of
+  `steps` (ascending): the curve's NLL where no validation was logged."""
+  from hrnn.train import read_metrics
+
+  records = [r for r in read_metrics(workdir) if "split" not in r and r.get("loss_bits") is not None]
+  found, previous = {}, 0
+  for step in steps:
+    losses = [r["loss_bits"] for r in records if previous < r["step"] <= step]
+    if losses:
+      found[step] = sum(losses) / len(losses)
+    previous = step
+  return found
+
+
 def logged_nll(workdir: str | os.PathLike, split: str = "valid") -> dict[int, float]:
   """Step -> NLL (bits) of the EMA weights that the run logged for `split`."""
   from hrnn.train import read_metrics
@@ -108,7 +123,7 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
   steps = sorted(set(steps or available) & set(available))
   table_path = out / "tables" / f"learning_curve_{name}.csv"
   done = pd.read_csv(table_path, index_col="step") if table_path.exists() else None
-  elapsed, nll = train_seconds(workdir), logged_nll(workdir)
+  elapsed, nll, train_nll = train_seconds(workdir), logged_nll(workdir), logged_train_nll(workdir, steps)
   steps_per_epoch = data.num_batches(data.load_split(config.dataset, "train", root=root), config.batch_size)
   reference = None
   rows = []
@@ -121,7 +136,8 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
     scores = checkpoint_scores(workdir, step, out / "runs" / "curve_samples" / name / str(step), n, classifier,
                                reference, seed=seed)
     rows.append({"step": step, "epoch": step / steps_per_epoch,
-                 "train hours": elapsed.get(step, math.nan) / 3600, "valid NLL (bits)": nll.get(step, math.nan),
+                 "train hours": elapsed.get(step, math.nan) / 3600,
+                 "train NLL (bits)": train_nll.get(step, math.nan), "valid NLL (bits)": nll.get(step, math.nan),
                  "IS": scores["is"], "FID": scores["fid"], "mIS": scores["mis"], "AM": scores["am"], "samples": n})
   table = pd.DataFrame(rows).set_index("step")
   save_table(table, out, f"learning_curve_{name}", preset=config.preset, datasets=config.dataset,
@@ -158,9 +174,13 @@ def plot(table, out, name: str, title: str):
   from hrnn.results import save_plot
 
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
-  for ax, column, style in zip(axes, ("valid NLL (bits)", "IS", "FID"), ("o-", "s-", "^-")):
+  axes[0].plot(table.index, table["train NLL (bits)"], "o-", label="train (logged batch means)")
+  axes[0].plot(table.index, table["valid NLL (bits)"], "s", label="valid (EMA weights)")
+  axes[0].legend(fontsize=8)
+  for ax, column, style in zip(axes[1:], ("IS", "FID"), ("s-", "^-")):
     ax.plot(table.index, table[column], style)
-    ax.set(xlabel="training step", title=column)
+  for ax, title in zip(axes, ("NLL (bits per sample)", "IS", "FID")):
+    ax.set(xlabel="training step", title=title)
     ax.grid(alpha=0.3)
   axes[1].axhline(IS_GOAL, color="gray", ls="--", label=f"IS {IS_GOAL:g}: recognisable digits")
   axes[1].legend(fontsize=8)

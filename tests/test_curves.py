@@ -29,6 +29,9 @@ def test_train_seconds_and_logged_nll(tmp_path):
   assert curves.train_seconds(tmp_path) == {10: pytest.approx(10.0), 20: pytest.approx(30.0)}
   assert curves.logged_nll(tmp_path) == {10: 6.5, 20: 6.0}
   assert curves.logged_nll(tmp_path, "test") == {20: 6.1}
+  _log(tmp_path, [{"step": 5, "loss_bits": 7.0}, {"step": 10, "loss_bits": 6.0}, {"step": 15, "loss_bits": 5.0},
+                  {"step": 20, "loss_bits": None}])
+  assert curves.logged_train_nll(tmp_path, [10, 20]) == {10: 6.5, 20: 5.0}  # means since the previous step asked
 
 
 def test_steps_to_extrapolates_on_log_steps():
@@ -89,11 +92,12 @@ def test_readme_states_the_curve_and_its_extrapolation(tmp_path):
   _log(tmp_path / "run", [], batch_size=4, seq_len=4000)
   # IS = 1 + 0.5 log2(step / 1000) reaches 3 at step 16,000; 4,000 steps took 2 hours: 8 hours at that rate.
   table = pd.DataFrame({"epoch": [0.6, 1.2, 2.5], "train hours": [0.5, 1.0, 2.0], "valid NLL (bits)": [6.0, 5.5, 5.0],
+                        "train NLL (bits)": [6.1, 5.6, 5.1],
                         "IS": [1.0, 1.5, 2.0], "FID": [300.0, 200.0, 100.0], "samples": [64, 64, 64]},
                        index=pd.Index([1000, 2000, 4000], name="step"))
   (tmp_path / "out").mkdir()
   text = curves.write_readme(tmp_path / "out", table, "sc09-espeak-run", tmp_path / "run",
                              export="results/x/models/run").read_text()
   assert "near step 16,000, about 8.0 training hours" in text
-  assert "| 4000 | 2.5 | 2 | 5 | 2 | 100 | 64 |" in text
+  assert "| 4000 | 2.5 | 2 | 5 | 5.1 | 2 | 100 | 64 |" in text
   assert "hrnn sample --checkpoint results/x/models/run" in text and "sc09-espeak (synthetic speech" in text
