@@ -15,22 +15,8 @@ from flax import nnx
 
 from hrnn import lru, scan
 from hrnn.config import ModelConfig
+from hrnn.initializers import scaled_init
 from hrnn.lru import CGLRU
-
-
-def scaled_init(num_blocks: int):
-  """Variance-scaling (fan-in, normal) initialiser at scale 1 / num_blocks."""
-  return jax.nn.initializers.variance_scaling(1.0 / num_blocks, "fan_in", "normal")
-
-
-def compiler_options(cfg: ModelConfig) -> dict[str, str]:
-  """XLA options for `jax.jit(..., compiler_options=...)` of a gradient of this model.
-
-  Rematerialisation (`cfg.remat`) keeps recomputed values apart from the forward pass's with optimization
-  barriers; XLA on CPU expands those barriers away (its cse_barrier_expander pass) and then merges the two, which
-  silently undoes remat (measured: no memory saved). Keeping the barriers restores it.
-  """
-  return {"xla_disable_hlo_passes": "cse_barrier_expander"} if cfg.remat != "none" else {}
 
 
 class ResidualBlock(nnx.Module):

@@ -233,14 +233,22 @@ def pad_to_multiple(x: jax.Array, multiple: int, axis: int = 1) -> jax.Array:
   return jnp.pad(x, widths)
 
 
+def log_likelihoods(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+  """log p(x_t | x_<t) in nats of every token: logits [B, T, K], tokens int [B, T] -> float32 [B, T].
+
+  The one likelihood function: `nll_bits` sums it over real tokens, `hrnn.experiments` over each sample.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.take_along_axis(logp, tokens[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
 def nll_bits(logits: jax.Array, tokens: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Summed negative log-likelihood in bits and the number of real tokens.
 
   logits [B, T, K], tokens int [B, T], mask [B, T] (1 = real token, 0 = padding) or None for all real.
   Returns (sum of -log2 p(x_t | x_<t) over real tokens, count); their ratio is bits per sample.
   """
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  nats = -jnp.take_along_axis(logp, tokens[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  nats = -log_likelihoods(logits, tokens)
   mask = jnp.ones_like(nats) if mask is None else mask.astype(jnp.float32)
   return jnp.sum(nats * mask) / jnp.log(2.0), jnp.sum(mask)
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn.blocks import scaled_init
+from hrnn.initializers import scaled_init
 
 
 def left_context(x: jax.Array, n: int, seq_axis: str | None) -> jax.Array:

@@ -22,7 +22,7 @@ from pathlib import Path
 from hrnn import paper, verdicts
 from hrnn.errors import HrnnError
 from hrnn.results import DATASET_NOTES, compact_notebook, cpu_model, dataset_label, markdown_table, now
-from hrnn.scales import Scale, get_scale
+from hrnn.config import Scale, get_scale
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STATUS_FILE = "run_status.json"

@@ -118,7 +118,7 @@ def save_table(frame, out: str | os.PathLike, key: str, *, preset: str, datasets
                notes: str = "", column_datasets: dict[str, str] | None = None) -> Path:
   """Writes a pandas DataFrame (index = row labels, named) as OUT/tables/KEY.{csv,md,json}; returns the CSV path.
 
-  preset: the run scale (hrnn.scales) that produced it; datasets: what it was computed on; notes: anything a reader
+  preset: the run scale (hrnn.config.SCALES) that produced it; datasets: what it was computed on; notes: anything a reader
   needs to interpret the numbers (model presets, steps, which estimator); column_datasets: the dataset of each
   column when columns differ in data (Table 4), shown in the README's column headers. The CSV keeps full
   precision; the Markdown rounds to 4 significant digits.

@@ -319,6 +319,20 @@ class _WavSink:
       f.close()
 
 
+def write_wavs(tokens: np.ndarray, out_dir: str | Path, quantization: str) -> list[Path]:
+  """Each row of int tokens [N, T] decoded to out_dir/sample_{row:05d}.wav (16 kHz, 16-bit), as `generate` writes
+  its streams."""
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  paths = [out_dir / f"sample_{i:05d}.wav" for i in range(len(tokens))]
+  sink = _WavSink(paths, quantization)
+  try:
+    sink.write(np.asarray(tokens))
+  finally:
+    sink.close()
+  return paths
+
+
 def generate(model_or_checkpoint: HarmonicRNN | str | Path, n_samples: int, n_tokens: int,
              prompt: np.ndarray | None = None, temperature: float = 1.0, seed: int = 0,
              out_dir: str | Path | None = None, quantization: str | None = None, *, batch_size: int = 32,

@@ -2,7 +2,7 @@
 
 A token batch [B, T] is split by rows over "data" and by time over "seq". The model runs under `jax.shard_map`
 as `model(tokens, seq_axis="seq")` on its local [B/data, T/seq] block; the pieces that look across a time-shard
-boundary exchange what they need with the neighbouring shards (reference.md section 6):
+boundary exchange what they need with the neighbouring shards:
 
 - the input shift takes the previous shard's last token (`hrnn.model.shift_right`, a ppermute);
 - each down-pool takes the previous shard's last p - 1 frames as its halo (`hrnn.pooling.left_context`);
@@ -11,6 +11,9 @@ boundary exchange what they need with the neighbouring shards (reference.md sect
 Local lengths must be multiples of the model's total pool factor (160 for the paper), so `pad_for_mesh` right-pads
 T to a multiple of seq x 160 (padding is causal: it never changes the outputs at real positions) and B to a
 multiple of the data axis. `sharded_logits` does that itself and crops the logits back.
+
+Placement: `place_batch` puts this host's batch on the mesh (padded, rows over "data", time over "seq") and
+`replicate` puts weights and optimiser state on every device; both serve one or several hosts.
 """
 
 from __future__ import annotations
@@ -48,26 +51,50 @@ def batch_spec(ndim: int) -> P:
   return P(DATA, SEQ) if ndim >= 2 else P(DATA)
 
 
-def shard_batch(batch, mesh: Mesh):
-  """Places a pytree of this host's [B, T, ...] arrays (e.g. {"tokens", "mask"}) as global arrays sharded over
-  the mesh, rows over "data" and time over "seq"; with several hosts each passes its own rows."""
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(NamedSharding(mesh, batch_spec(np.ndim(x))), x), batch)
-
-
-def pad_for_mesh(tokens: jax.Array, mask: jax.Array | None, cfg: ModelConfig,
+def pad_for_mesh(tokens: jax.Array, mask: jax.Array | None, cfg: ModelConfig | None,
                  mesh: Mesh) -> tuple[jax.Array, jax.Array]:
   """Right-pads tokens [B, T] (and the mask, all ones when None) so that the mesh splits them into blocks the
   sharded model accepts: B to a multiple of the data axis, T (when the sequence is sharded) to a multiple of
-  seq x `cfg.total_pool`. Padded positions get mask 0."""
+  seq x `cfg.total_pool` (of seq alone when `cfg` is None). Padded positions get mask 0."""
   xp = np if isinstance(tokens, np.ndarray) else jnp
   if mask is None:
     mask = xp.ones(tokens.shape, xp.float32)
   data, seq = mesh.shape[DATA], mesh.shape[SEQ]
   rows = -tokens.shape[0] % data
-  times = -tokens.shape[1] % (seq * cfg.total_pool) if seq > 1 else 0
+  times = -tokens.shape[1] % (seq * (cfg.total_pool if cfg is not None else 1)) if seq > 1 else 0
   pad = ((0, rows), (0, times))
   return xp.pad(tokens, pad), xp.pad(mask, pad)
+
+
+def place_batch(batch: dict[str, np.ndarray], mesh: Mesh, cfg: ModelConfig | None = None) -> dict[str, jax.Array]:
+  """This host's batch {"tokens", "mask"} [B, T] as global arrays on the mesh: padded with `pad_for_mesh` (mask 0)
+  to blocks the sharded model of `cfg` accepts, rows over "data", time over "seq".
+
+  With several hosts each passes its own rows (`hrnn.data.batches(..., shard_index=jax.process_index(),
+  shard_count=jax.process_count())`) and `jax.make_array_from_process_local_data` assembles the global arrays, so
+  one call serves one or many hosts.
+  """
+  tokens, mask = pad_for_mesh(np.asarray(batch["tokens"]), batch.get("mask"), cfg, mesh)
+  sharding = NamedSharding(mesh, batch_spec(2))
+  return {"tokens": jax.make_array_from_process_local_data(sharding, tokens),
+          "mask": jax.make_array_from_process_local_data(sharding, np.asarray(mask, np.float32))}
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """The sharding of weights and optimiser state: a full copy on every device of the mesh."""
+  return NamedSharding(mesh, P())
+
+
+def replicate(tree, mesh: Mesh):
+  """A pytree of arrays (identical on every process) as global arrays replicated over the mesh; unlike
+  `jax.device_put`, this also works when the mesh spans several processes."""
+
+  def put(x):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    return jax.make_array_from_process_local_data(replicated(mesh), np.asarray(x))
+
+  return jax.tree.map(put, tree)
 
 
 def _decorrelate_dropout(model: nnx.Module, seq_shards: int) -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn.blocks import TemporalStack, compiler_options, from_time_chunks, time_chunks
+from hrnn.blocks import TemporalStack, from_time_chunks, time_chunks
+from hrnn.train import compiler_options
 from hrnn.config import ConfigError, get_preset
 from hrnn.model import HarmonicRNN, loss_bits
 

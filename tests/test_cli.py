@@ -1,5 +1,6 @@
-"""The `hrnn` command line: help everywhere, `hrnn info` (issue 2)."""
+"""The `hrnn` command line: help everywhere, `hrnn info`, `hrnn train`'s flags generated from the config fields."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -7,6 +8,8 @@ import sys
 import pytest
 
 from hrnn.cli import build_parser, main
+from hrnn.cli import train as train_cli
+from hrnn.config import ModelConfig, TrainConfig, get_preset, train_config
 
 
 def test_every_subcommand_has_help(capsys):
@@ -35,3 +38,41 @@ def test_info_table_and_bad_preset():
   bad = subprocess.run([sys.executable, "-m", "hrnn", "info", "--preset", "nope"],
                        capture_output=True, text=True)
   assert bad.returncode == 2 and "unknown preset 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _train_args(*argv):
+  return build_parser().parse_args(["train", "--workdir", "/nonexistent/run", *argv])
+
+
+def test_train_flags_are_the_config_fields(capsys):
+  with pytest.raises(SystemExit):
+    main(["train", "--help"])
+  text = capsys.readouterr().out
+  for cls in (TrainConfig, ModelConfig):
+    for field in dataclasses.fields(cls):
+      if field.name not in train_cli.NOT_FLAGS:
+        assert f"--{field.name.replace('_', '-')}" in text, field.name
+  assert "decay of the EMA of the weights" in text  # help from the field's metadata
+
+
+def test_train_flags_override_the_scale_config():
+  args = _train_args("--preset", "smoke", "--dataset", "beethoven-piano", "--steps", "9", "--lr", "0.01", "--no-crop",
+                     "--remat", "block", "--remat-chunk", "50", "--pool-factors", "2", "--blocks", "1", "2",
+                     "--pool-groups", "none", "--scan-backend", "associative", "--eval-every", "none")
+  assert train_cli.field_overrides(args) == {
+      "dataset": "beethoven-piano", "steps": 9, "learning_rate": 0.01, "crop": False, "remat": "block",
+      "remat_chunk": 50, "pool_factors": (2,), "blocks": (1, 2), "pool_groups": None, "scan_backend": "associative",
+      "eval_every": None}
+  config = train_cli.build_config(args)
+  assert config == train_config("smoke", "beethoven-piano", steps=9, learning_rate=0.01, crop=False, remat="block",
+                                remat_chunk=50, pool_factors=(2,), blocks=(1, 2), scan_backend="associative")
+  assert config.model.pool_factors == (2,) and config.dataset == "beethoven-piano" and config.epochs is None
+  # No flags: the scale's config of the preset's variant.
+  assert train_cli.build_config(_train_args("--preset", "cpu", "--variant", "no-pool")).model == \
+      dataclasses.replace(get_preset("cpu"), pool_factors=(), blocks=(10,))
+
+
+def test_train_flag_errors_are_one_line():
+  bad = subprocess.run([sys.executable, "-m", "hrnn", "train", "--workdir", "/nonexistent/run", "--remat", "all"],
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and "--remat" in bad.stderr and "'all' is not one of" in bad.stderr

@@ -1,10 +1,10 @@
-"""Configuration validation and presets (issue 2)."""
+"""hrnn.config: validation, presets, and the one derivation of a TrainConfig (train_config, override)."""
 
 import dataclasses
 
 import pytest
 
-from hrnn.config import PRESETS, ConfigError, ModelConfig, get_preset
+from hrnn.config import PRESETS, SCALES, ConfigError, ModelConfig, TrainConfig, get_preset, train_config
 from hrnn.errors import HrnnError
 
 
@@ -48,3 +48,45 @@ def test_num_blocks_init_scale_counts():
   cfg = get_preset("paper")
   assert [cfg.num_blocks(i) for i in range(5)] == [17, 17, 17, 17, 8]
   assert get_preset("no-pool").num_blocks(0) == 72
+
+
+def test_train_config_takes_the_scale_settings():
+  # cpu scale, SC09 layout: 160 steps of batch 4, random 4,000-token crops of the 16,000-token clips, validation every
+  # 80 steps, EMA 0.98; warm-up over a tenth of the steps (16).
+  config = train_config("cpu", "sc09-espeak")
+  assert (config.model, config.preset, config.dataset) == (get_preset("cpu"), "cpu", "sc09-espeak")
+  assert (config.steps, config.epochs, config.batch_size, config.seq_len, config.crop) == (160, None, 4, 4000, True)
+  assert (config.eval_every, config.ema_decay, config.warmup_steps, config.mesh_seq) == (80, 0.98, 16, 1)
+  # Music (piano-minute, 960,000-token clips): the scale's music values, test split only.
+  music = train_config("cpu", "piano-minute")
+  assert (music.steps, music.seq_len, music.crop, music.eval_every, music.eval_batch_size) == (40, 16000, True, None, 1)
+  # paper: whole clips (no crop), 500 epochs, the paper's warm-up; a variant of the preset.
+  paper = train_config("paper", "sc09", variant="one-pool")
+  assert (paper.epochs, paper.steps, paper.seq_len, paper.crop, paper.warmup_steps) == (500, None, None, False, 1000)
+  assert paper.model == get_preset("one-pool") and paper.preset == "paper"
+  # A Scale object (notebook overrides) and the scale's default dataset and model.
+  scale = dataclasses.replace(SCALES["smoke"], steps=30)
+  assert train_config(scale=scale) == train_config("smoke", "sc09-espeak", steps=30)
+
+
+def test_override_changes_any_field_and_keeps_one_length():
+  config = train_config("smoke", "sc09-espeak")
+  longer = config.override(epochs=2, learning_rate=1e-3, remat="block", remat_chunk=100, pool_factors=(2, 4, 4, 5))
+  assert (longer.epochs, longer.steps, longer.learning_rate) == (2, None, 1e-3)
+  assert (longer.model.remat, longer.model.remat_chunk) == ("block", 100) and longer.model.width == 16
+  assert longer.override(steps=7).epochs is None and config.override(steps=7).steps == 7
+  with pytest.raises(ConfigError, match="exactly one of steps and epochs"):
+    config.override(steps=3, epochs=3)
+  with pytest.raises(ConfigError, match="unknown TrainConfig or ModelConfig field.*lr"):
+    config.override(lr=0.1)
+  with pytest.raises(ConfigError, match=r"ModelConfig\.remat_chunk"):
+    config.override(remat_chunk=10)  # needs remat block or stack
+  assert TrainConfig.from_dict(longer.to_dict()) == longer
+
+
+def test_every_field_documents_itself():
+  for cls in (ModelConfig, TrainConfig):
+    for field in dataclasses.fields(cls):
+      assert len(field.metadata["help"]) > 5, field.name
+  model_names = {f.name for f in dataclasses.fields(ModelConfig)}
+  assert not model_names & {f.name for f in dataclasses.fields(TrainConfig)}  # override() relies on it

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_fakes import SC09_SPEAKERS, fake_clips, fake_sc09, noise
-from hrnn.data import (PAD_TOKEN, DataError, DataWarning, batches, load_split, num_batches, place_batch, quantize,
+from hrnn.data import (PAD_TOKEN, DataError, DataWarning, batches, load_split, num_batches, quantize,
                        read_audio, write_wav)
 from hrnn.data.layout import ratio_bounds, speaker
 
@@ -152,21 +152,3 @@ def test_sc09_layout_errors(tmp_path, sc09_dir):
     load_split("sc09", "validation", data_dir=sc09_dir)
   with pytest.raises(DataError, match="unknown dataset 'sc10'"):
     load_split("sc10", "train", data_dir=sc09_dir)
-
-
-def test_place_batch_on_a_data_seq_mesh(sc09_dir):
-  import jax
-  from jax.sharding import PartitionSpec
-
-  mesh = jax.make_mesh((4, 2), ("data", "seq"))
-  ds = load_split("sc09", "train", data_dir=sc09_dir)
-  batch = next(batches(ds, 8, 16000, seed=0, epoch=0))
-  placed = place_batch(batch, mesh)
-  for key in ("tokens", "mask"):
-    assert placed[key].shape == (8, 16000)
-    assert placed[key].sharding.spec == PartitionSpec("data", "seq")
-    assert len(placed[key].addressable_shards) == 8
-    assert placed[key].addressable_shards[0].data.shape == (2, 8000)
-    np.testing.assert_array_equal(np.asarray(placed[key]), batch[key])
-  with pytest.raises(DataError, match="does not split over the mesh"):
-    place_batch(next(batches(ds, 6, 16000, seed=0, epoch=0)), mesh)

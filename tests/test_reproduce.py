@@ -9,7 +9,7 @@ import pytest
 
 from hrnn import paper, reproduce
 from hrnn.results import save_table
-from hrnn.scales import get_scale
+from hrnn.config import get_scale
 
 
 def _notebook(path, *cells):

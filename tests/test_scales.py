@@ -1,16 +1,24 @@
-"""hrnn.scales: run scales and the ablation variants derived from their base model."""
+"""hrnn.config run scales and the ablation variants derived from their base model."""
 
 import dataclasses
 
 import pytest
 
-from hrnn.config import get_preset
-from hrnn.scales import SCALES, VARIANTS, ScaleError, get_scale, model_config
+from hrnn.config import PRESETS, SCALES, VARIANTS, ConfigError, apply_variant, get_preset, get_scale, model_config
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_paper_scale_variants_are_the_named_paper_presets(variant):
-  assert model_config(SCALES["paper"], variant) == get_preset(VARIANTS[variant])
+def test_paper_scale_variants_are_the_named_paper_presets():
+  # The variants of the paper model under the names of the paper's tables, with block counts worked by hand:
+  # one-pool keeps 36 temporal blocks as 12 per path outside and 12 inside, no-pool has all 36 at full rate.
+  paper = SCALES["paper"]
+  names = {"baseline": "paper", "groups4": "paper-groups4", "dense": "paper-dense", "one-pool": "one-pool",
+           "no-pool": "no-pool", "linear-embed": "paper-linear-embed", "learned-embed": "paper-learned-embed",
+           "learned-embed-dropout": "paper-learned-embed-dropout"}
+  assert set(names) == set(VARIANTS) and set(names.values()) < set(PRESETS)
+  for variant, preset in names.items():
+    assert model_config(paper, variant) == get_preset(preset)
+  assert get_preset("one-pool").blocks == (12, 12) and get_preset("no-pool").blocks == (36,)
+  assert get_preset("paper-groups4").groups == 4 and get_preset("paper-linear-embed").embedding == "linear"
 
 
 @pytest.mark.parametrize("scale", list(SCALES))
@@ -25,6 +33,11 @@ def test_pooling_variants_hold_the_temporal_block_count(scale):
   assert model_config(SCALES[scale], "dense").groups == 1 and model_config(SCALES[scale], "groups4").groups == 4
 
 
+def test_cpu_one_pool_splits_ten_blocks():
+  # cpu: 2 x (1 + 1 + 1 + 1) + 2 = 10 temporal blocks; one-pool: round(10 / 3) = 3 per path outside, 4 inside.
+  assert apply_variant(get_preset("cpu"), "one-pool").blocks == (3, 4)
+
+
 def test_paper_scale_is_the_paper_setup():
   s = SCALES["paper"]
   assert (s.model, s.datasets, s.epochs, s.batch_size) == ("paper", ("sc09", "beethoven", "youtubemix"), 500, 32)
@@ -35,11 +48,11 @@ def test_get_scale_overrides_and_errors():
   s = get_scale("cpu", steps=7, sc09=None, seed=3)
   assert (s.steps, s.seed, s.sc09) == (7, 3, SCALES["cpu"].sc09)
   assert dataclasses.replace(s, steps=SCALES["cpu"].steps, seed=0) == SCALES["cpu"]
-  with pytest.raises(ScaleError, match="unknown run scale 'huge'"):
+  with pytest.raises(ConfigError, match="unknown run scale 'huge'"):
     get_scale("huge")
-  with pytest.raises(ScaleError, match="stepz"):
+  with pytest.raises(ConfigError, match="stepz"):
     get_scale("cpu", stepz=3)
-  with pytest.raises(ScaleError, match="exactly one of steps"):
+  with pytest.raises(ConfigError, match="exactly one of steps"):
     get_scale("cpu", epochs=3)
-  with pytest.raises(ScaleError, match="unknown model variant"):
+  with pytest.raises(ConfigError, match="unknown model variant"):
     model_config(SCALES["cpu"], "tiny")

@@ -11,10 +11,10 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from hrnn import sharding
-from hrnn.blocks import compiler_options
 from hrnn.config import ConfigError, ModelConfig, get_preset
 from hrnn.errors import HrnnError
 from hrnn.model import HarmonicRNN, loss_bits
+from hrnn.train import compiler_options
 
 # Paper-structured (pool factors 2, 4, 4, 5; CG-LRU and MLP blocks; depthwise pooling), narrow and shallow: one
 # temporal block on each path of the outer level and in the innermost stack.
@@ -45,14 +45,33 @@ def test_pad_for_mesh():
   assert padded.shape == (4, 700) and float(mask.sum()) == 3 * 700
 
 
-def test_shard_batch():
+def test_place_batch():
   mesh = sharding.make_mesh(data=2, seq=4)
   batch = {"tokens": np.arange(4 * 640, dtype=np.int32).reshape(4, 640), "mask": np.ones((4, 640), np.float32)}
-  placed = sharding.shard_batch(batch, mesh)
+  placed = sharding.place_batch(batch, mesh)
   for key, value in placed.items():
-    assert value.sharding.spec == P("data", "seq")
-    assert value.addressable_shards[0].data.shape == (2, 160)
+    assert value.sharding.spec == P("data", "seq") and len(value.addressable_shards) == 8
+    assert value.addressable_shards[0].data.shape == (2, 160)  # rows 0-1, steps 0-159
     np.testing.assert_array_equal(value, batch[key])
+  # 3 rows of 700 steps, no mask: padded to 4 rows (the data axis) and 1,280 steps (4 shards x 160, TINY's total
+  # pool) with mask 0; without a model, time only to a multiple of the 4 shards (700 already is).
+  tokens = (np.arange(3 * 700).reshape(3, 700) % 256).astype(np.int32)
+  placed = sharding.place_batch({"tokens": tokens}, mesh, TINY)
+  assert placed["tokens"].shape == placed["mask"].shape == (4, 1280)
+  mask = np.asarray(placed["mask"])
+  assert mask.sum() == 3 * 700 and mask[:3, :700].all()
+  np.testing.assert_array_equal(np.asarray(placed["tokens"])[:3, :700], tokens)
+  assert sharding.place_batch({"tokens": tokens}, mesh)["tokens"].shape == (4, 700)
+
+
+def test_replicate_puts_a_copy_on_every_device():
+  mesh = sharding.make_mesh(data=2, seq=4)
+  tree = {"w": np.arange(6.0).reshape(2, 3), "key": jax.random.key(3)}
+  placed = sharding.replicate(tree, mesh)
+  for leaf in jax.tree.leaves(placed):
+    assert leaf.sharding == sharding.replicated(mesh) and len(leaf.addressable_shards) == 8
+  np.testing.assert_array_equal(placed["w"].addressable_shards[7].data, tree["w"])
+  assert jax.random.key_data(placed["key"]).tolist() == jax.random.key_data(tree["key"]).tolist()
 
 
 def test_remat_config():

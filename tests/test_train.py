@@ -19,7 +19,6 @@ import pytest
 
 from hrnn import data, sharding, train
 from hrnn.config import ConfigError
-from hrnn.evaluate import replicate, to_mesh
 from train_fixtures import (TINY_MODEL, assert_bit_identical, checkpoint_arrays, compile_cache,  # noqa: F401
                             data_root, read_metrics, run_config)
 
@@ -153,8 +152,8 @@ def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):
   results = []
   for data_devices, seq, accumulate in ((1, 1, 1), (4, 2, 2)):
     mesh = sharding.make_mesh(data=data_devices, seq=seq)
-    placed = to_mesh(batch, config.model, mesh)
-    on_mesh = replicate(state, mesh)
+    placed = sharding.place_batch(batch, mesh, config.model)
+    on_mesh = sharding.replicate(state, mesh)
     step = jax.jit(lambda p, r, t, m: train.summed_gradients(graphdef, p, r, t, m, mesh, accumulate))
     results.append(step(on_mesh.params, on_mesh.rngs, placed["tokens"], placed["mask"]))
   (bits_1, count_1, grads_1, _), (bits_8, count_8, grads_8, _) = results

@@ -6,7 +6,6 @@ the training subprocesses.
 """
 
 import dataclasses
-import json
 
 import jax
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 
 from hrnn import data
 from hrnn.config import TrainConfig, get_preset
+from hrnn.train import read_metrics  # noqa: F401  (the tests read the log through it)
 
 # The smoke preset with dropout on, so that resuming must also reproduce the dropout masks.
 MODEL = dataclasses.replace(get_preset("smoke"), dropout=0.1)
@@ -49,10 +49,6 @@ def compile_cache(tmp_path_factory):
   yield directory
   jax.config.update("jax_compilation_cache_dir", previous[0])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-
-
-def read_metrics(workdir) -> list[dict]:
-  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def checkpoint_arrays(workdir, step: int) -> dict[str, list[np.ndarray]]:

@@ -52,7 +52,6 @@ def run(args):
   import dataclasses
 
   import jax
-  import jax.numpy as jnp
   import numpy as np
   import optax
   from flax import nnx
@@ -60,9 +59,9 @@ def run(args):
 
   from hrnn import sharding
   from hrnn.bench.scan import available_gib
-  from hrnn.blocks import compiler_options
   from hrnn.config import get_preset
   from hrnn.model import HarmonicRNN
+  from hrnn.train import compiler_options
 
   cfg = dataclasses.replace(get_preset(args.preset), remat=args.remat, remat_chunk=args.remat_chunk or None,
                             scan_backend=args.scan_backend)
@@ -71,16 +70,16 @@ def run(args):
   model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
   model.eval()  # dropout off: the step is a deterministic function of the parameters
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tokens = jnp.asarray(np.random.default_rng(0).integers(0, cfg.num_classes, (1, args.tokens)), jnp.int32)
-  tokens = jax.device_put(tokens, jax.sharding.NamedSharding(mesh, sharding.batch_spec(2)))
+  tokens = np.random.default_rng(0).integers(0, cfg.num_classes, (1, args.tokens)).astype(np.int32)
+  batch = sharding.place_batch({"tokens": tokens}, mesh, cfg)  # padding (if any) has mask 0
 
-  def loss(params, tokens):
-    return sharding.sharded_loss_bits(nnx.merge(graphdef, params, rest, copy=True), tokens, None, mesh)
+  def loss(params, tokens, mask):
+    return sharding.sharded_loss_bits(nnx.merge(graphdef, params, rest, copy=True), tokens, mask, mesh)
 
   step = jax.jit(jax.value_and_grad(loss), compiler_options=compiler_options(cfg))
   progress.update()
   start = time.perf_counter()
-  compiled = step.lower(params, tokens).compile()
+  compiled = step.lower(params, batch["tokens"], batch["mask"]).compile()
   compile_s = time.perf_counter() - start
   progress.update()
   memory = compiled.memory_analysis()  # per device
@@ -95,7 +94,7 @@ def run(args):
     report["skipped"] = f"the step's buffers ({planned_gib:.1f} GiB) exceed {limit_gib:.1f} GiB"
   else:
     start = time.perf_counter()
-    bits, grads = jax.block_until_ready(compiled(params, tokens))
+    bits, grads = jax.block_until_ready(compiled(params, batch["tokens"], batch["mask"]))
     step_s = time.perf_counter() - start
     report.update(step_s=round(step_s, 1), tokens_per_s=round(args.tokens / step_s),
                   loss_bits=round(float(bits), 4), grad_norm=round(float(optax.global_norm(grads)), 4),

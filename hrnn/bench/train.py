@@ -51,10 +51,9 @@ def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, remat
   import jax
   import numpy as np
 
-  from hrnn import data, scan, train
+  from hrnn import data, scan, sharding, train
   from hrnn.bench import peak_rss_mb
   from hrnn.config import TrainConfig, get_preset
-  from hrnn.evaluate import replicate, to_mesh
 
   model = dataclasses.replace(get_preset(preset), remat=remat, remat_chunk=remat_chunk or None,
                               scan_backend=scan_backend)
@@ -62,11 +61,11 @@ def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, remat
   mesh = train.make_mesh(config)
   schedule = train.learning_rate_schedule(config, steps + 1)
   optimizer = train.make_optimizer(config, schedule)
-  state = replicate(train.init_state(config, optimizer), mesh)
+  state = sharding.replicate(train.init_state(config, optimizer), mesh)
   step = train.make_train_step(train.model_graph(config, dropout=True), config, optimizer, schedule, mesh)
   rng = np.random.default_rng(0)
-  batch_arrays = to_mesh({"tokens": rng.integers(0, 256, (batch, seq_len)).astype(np.int32),
-                          "mask": np.ones((batch, seq_len), np.float32)}, model, mesh)
+  batch_arrays = sharding.place_batch({"tokens": rng.integers(0, 256, (batch, seq_len)).astype(np.int32)}, mesh,
+                                      model)
   start = time.perf_counter()
   compiled = step.lower(state, batch_arrays).compile()
   compile_s = time.perf_counter() - start

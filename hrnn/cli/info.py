@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 
+from hrnn.config import PRESETS
+
 HELP = "Show a preset's parameter count, pooling structure and per-module parameter breakdown."
 
 
 def add_arguments(parser):
-  from hrnn.config import PRESETS  # light: no JAX
   parser.add_argument("--preset", required=True, help=f"model preset, one of: {', '.join(PRESETS)}")
   parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
 def run(args):
-  from hrnn.summary import describe  # imports JAX
+  from hrnn.summary import describe  # the one place this module imports JAX: `hrnn --help` stays fast
 
   info = describe(args.preset)
   if args.json:

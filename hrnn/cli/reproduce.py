@@ -4,13 +4,14 @@ from __future__ import annotations
 
 HELP = "Regenerate every paper table and figure: run notebooks/NN_*.ipynb at a run scale, write OUT/README.md."
 
-PRESETS = ("smoke", "cpu", "paper")  # hrnn.scales.SCALES, listed here so --help stays free of heavy imports
-
 
 def add_arguments(parser):
-  parser.add_argument("--preset", required=True, choices=PRESETS,
-                      help="run scale: smoke (minutes, checks the plumbing), cpu (an hour on a laptop, embedded "
-                      "datasets), paper (the paper's models, datasets and epochs; needs accelerators)")
+  from hrnn.config import SCALES  # light: no JAX
+
+  parser.add_argument("--preset", required=True, choices=list(SCALES),
+                      help="run scale (hrnn.config.SCALES): smoke (minutes, checks the plumbing), cpu (an hour on a "
+                      "laptop, embedded datasets), workstation (hours: the cpu model trained until its samples "
+                      "improve), paper (the paper's models, datasets and epochs; needs accelerators)")
   parser.add_argument("--out", default=None, help="output directory; results/PRESET when not given")
   parser.add_argument("--only", nargs="+", metavar="NN", default=None,
                       help="run only these notebooks (number or name prefix, e.g. 02 05_fid_is); the README "

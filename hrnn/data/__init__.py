@@ -7,14 +7,13 @@ kit generates on the machine (sc09-espeak, beethoven-piano, piano-minute), all r
   batches(ds, batch_size, seq_len, *, seed, epoch, start=0, crop=False, shard_index=0, shard_count=1)
       -> iterator of {"tokens": int32 [B, T], "mask": float32 [B, T]}
   num_batches(ds, batch_size) -> int
-  place_batch(batch, mesh) -> {"tokens", "mask"} as jax Arrays sharded over ("data", "seq")
   quantize(x, method) -> uint8, dequantize(tokens, method) -> float32 in [-1, 1]
   read_audio(path, sample_rate=16000) -> float32 mono, write_wav(path, x, sample_rate)
 """
 
 from hrnn.data.audio import AudioError, read_audio, write_wav
 from hrnn.data.folder import prepare_folder
-from hrnn.data.pipeline import PAD_TOKEN, DataWarning, batches, load_split, num_batches, place_batch
+from hrnn.data.pipeline import PAD_TOKEN, DataWarning, batches, load_split, num_batches
 from hrnn.data.quantization import METHODS, QuantizationError, dequantize, quantize
 from hrnn.data.sources import SIZES, locate, prepare
 from hrnn.data.specs import DATASETS, DIGITS, SPLITS, DataError, DatasetSpec, default_root, get_spec
@@ -22,5 +21,5 @@ from hrnn.data.specs import DATASETS, DIGITS, SPLITS, DataError, DatasetSpec, de
 __all__ = [
     "AudioError", "DATASETS", "DIGITS", "DataError", "DataWarning", "DatasetSpec", "METHODS", "PAD_TOKEN",
     "QuantizationError", "SIZES", "SPLITS", "batches", "default_root", "dequantize", "get_spec", "load_split",
-    "locate", "num_batches", "place_batch", "prepare", "prepare_folder", "quantize", "read_audio", "write_wav",
+    "locate", "num_batches", "prepare", "prepare_folder", "quantize", "read_audio", "write_wav",
 ]

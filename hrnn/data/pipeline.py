@@ -307,25 +307,3 @@ def batches(ds, batch_size: int, seq_len: int, *, seed: int, epoch: int, start: 
         tokens[r, :len(piece)] = piece
         mask[r, :len(piece)] = 1.0
     yield {"tokens": tokens, "mask": mask}
-
-
-def place_batch(batch: dict[str, np.ndarray], mesh) -> dict:
-  """Turns this host's batch into global jax Arrays sharded over the mesh's ("data", "seq") axes.
-
-  Rows go over "data" and time over "seq" (axes the mesh lacks are replicated). Each host passes its own rows
-  (from `batches(..., shard_index=jax.process_index(), shard_count=jax.process_count())`) and
-  `jax.make_array_from_process_local_data` assembles the global [B, T] arrays, so one call serves one or many
-  hosts.
-  """
-  import jax
-  from jax.sharding import NamedSharding, PartitionSpec
-
-  axes = tuple(a if a in mesh.axis_names else None for a in ("data", "seq"))
-  sharding = NamedSharding(mesh, PartitionSpec(*axes))
-  rows, seq_len = next(iter(batch.values())).shape
-  data = mesh.shape.get("data", 1)
-  seq = mesh.shape.get("seq", 1)
-  if (rows * jax.process_count()) % data or seq_len % seq:
-    raise DataError(f"batch [{rows * jax.process_count()}, {seq_len}] does not split over the mesh (data={data}, "
-                    f"seq={seq}): the global batch size must be a multiple of {data} and seq_len of {seq}")
-  return {key: jax.make_array_from_process_local_data(sharding, value) for key, value in batch.items()}
