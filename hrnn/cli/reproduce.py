@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hrnn.config import SCALES
+
 HELP = "Regenerate every paper table and figure: run notebooks/NN_*.ipynb at a run scale, write OUT/README.md."
 
 
 def add_arguments(parser):
-  from hrnn.config import SCALES  # light: no JAX
-
   parser.add_argument("--preset", required=True, choices=list(SCALES),
                       help="run scale (hrnn.config.SCALES): smoke (minutes, checks the plumbing), cpu (an hour on a "
                       "laptop, embedded datasets), workstation (hours: the cpu model trained until its samples "
@@ -23,9 +25,7 @@ def add_arguments(parser):
 
 
 def run(args):
-  from pathlib import Path
-
-  from hrnn.reproduce import build_readme, run_notebooks
+  from hrnn.reproduce import build_readme, run_notebooks  # papermill: only when notebooks run
 
   out = Path(args.out or f"results/{args.preset}")
   failed = []
