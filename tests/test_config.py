@@ -51,11 +51,11 @@ def test_num_blocks_init_scale_counts():
 
 
 def test_train_config_takes_the_scale_settings():
-  # cpu scale, SC09 layout: 160 steps of batch 4, random 4,000-token crops of the 16,000-token clips, validation every
+  # cpu scale, SC09 layout: 160 steps of batch 4, random 2,000-token crops of the 16,000-token clips, validation every
   # 80 steps, EMA 0.98; warm-up over a tenth of the steps (16).
   config = train_config("cpu", "sc09-espeak")
   assert (config.model, config.preset, config.dataset) == (get_preset("cpu"), "cpu", "sc09-espeak")
-  assert (config.steps, config.epochs, config.batch_size, config.seq_len, config.crop) == (160, None, 4, 4000, True)
+  assert (config.steps, config.epochs, config.batch_size, config.seq_len, config.crop) == (160, None, 4, 2000, True)
   assert (config.eval_every, config.ema_decay, config.warmup_steps, config.mesh_seq) == (80, 0.98, 16, 1)
   # Music (piano-minute, 960,000-token clips): the scale's music values, test split only.
   music = train_config("cpu", "piano-minute")

@@ -145,7 +145,7 @@ def test_dropout_counters_advance_as_unsharded():
 
 def test_remat_policies_save_memory():
   # Compiled activation memory of a gradient at the paper's widths, 2 temporal blocks, 3,200 tokens: each policy
-  # stores less (with blocks.compiler_options, without which XLA on CPU undoes remat).
+  # stores less (with train.compiler_options, without which XLA on CPU undoes remat).
   tokens = jnp.zeros((1, 3200), jnp.int32)
   temp = {}
   for remat in ("none", "recurrence", "block"):
