@@ -381,11 +381,14 @@ def test_bench(work):
 
 
 def test_train(work):
-  fake_sc09_archive(work)
+  """Training, evaluation and sampling, on the datasets the Data section's commands prepare (at the tiny size)."""
   from data_fakes import noise
 
   from hrnn.data import write_wav
 
+  fake_sc09_archive(work)
+  run_hrnn("hrnn data prepare sc09-espeak --size tiny")
+  run_hrnn("hrnn data prepare sc09")
   write_wav(work / "clip.wav", noise(1600, 0))
   run_group("train")
   assert (work / "runs" / "sc09" / "metrics.jsonl").is_file() and (work / "samples").is_dir()
