@@ -95,7 +95,7 @@ def _check_name(name: str) -> None:
   if name in DATASETS:
     raise DataError(f"--name {name}: the name of a built-in dataset; choose another name for your own audio")
   if name in RESERVED_NAMES or not NAME_PATTERN.fullmatch(name or ""):
-    raise DataError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (not starting with '.' or '_'), "
+    raise DataError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit, "
                     f"and none of {', '.join(sorted(RESERVED_NAMES))}")
 
 
