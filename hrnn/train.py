@@ -540,7 +540,8 @@ def _initial_or_resumed_state(config: TrainConfig, optimizer: optax.GradientTran
     log.truncate_after(0)
     return sharding.replicate(init_state(config, optimizer), mesh), []
   abstract = jax.eval_shape(lambda: init_state(config, optimizer).items())
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)), abstract)
+  replicated = sharding.replicated(mesh)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
   items, meta = checkpoints.restore(abstract, step)
   if (meta["epoch"], meta["batch_index"]) != divmod(step, steps_per_epoch):
     raise CheckpointError(

@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -254,3 +255,28 @@ def test_log_window_round_trips_exactly():
   for a, b in zip(window, restored, strict=True):
     for k in train.STEP_METRICS:
       assert type(a[k]) is type(b[k]) and (a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k]))), k
+
+
+def test_full_disk_while_writing_the_token_cache_leaves_no_partial_file(tmp_path):
+  """A data root with room for the audio but not for its token cache: one DataError naming the cache, nothing
+  left in the cache folder, the audio untouched."""
+  from hrnn import data
+
+  data.prepare("sc09-espeak", size="tiny", root=tmp_path / "prepared")
+  audio_bytes = sum(p.stat().st_size for p in (tmp_path / "prepared").rglob("*") if p.is_file())
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  size = audio_bytes + 600 * 1024  # + a few pages per file and folder; the train split's tokens take ~1.3 MB
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                    capture_output=True).returncode:
+    pytest.skip("mounting a tmpfs needs root")
+  try:
+    shutil.copytree(tmp_path / "prepared", disk / "root")
+    before = _digest(disk / "root")
+    with pytest.raises(data.DataError, match=r"cannot write the token cache .*/sc09-espeak/tokens/train-mu-law-.*"
+                       r"\.arrow \(no space left on the device\); no partial file was left"):
+      data.load_split("sc09-espeak", "train", root=disk / "root")
+    assert list((disk / "root" / "sc09-espeak" / "tokens").iterdir()) == []
+    assert _digest(disk / "root") == before
+  finally:
+    subprocess.run(["umount", str(disk)], capture_output=True)

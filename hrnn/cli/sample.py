@@ -13,7 +13,8 @@ def add_arguments(parser):
   source.add_argument("--checkpoint", metavar="DIR", help="run directory written by `hrnn train` (EMA weights)")
   source.add_argument("--preset", help=f"a randomly initialised model (for benchmarking), one of: {', '.join(PRESETS)}")
   parser.add_argument("--n", type=positive_int, default=8, help="number of samples")
-  parser.add_argument("--seconds", type=positive_float, default=4.0, help="seconds of audio to generate per sample (16 kHz)")
+  parser.add_argument("--seconds", type=positive_float, default=4.0,
+                      help="seconds of audio to generate per sample (16 kHz)")
   parser.add_argument("--out", default="samples", help="output folder for sample_NNNNN.wav")
   parser.add_argument("--temperature", type=positive_float, default=1.0, help="softmax temperature (> 0)")
   parser.add_argument("--seed", type=int, default=0, help="sampling seed (and the init seed with --preset)")

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -30,12 +31,12 @@ from tqdm.auto import tqdm
 from hrnn.data.audio import AudioError, probe, read_audio
 from hrnn.data.layout import VALIDATION_LIST, TESTING_LIST, split_files
 from hrnn.data.manifest import TOKENS, DataWarning, warn_if_changed
-from hrnn.data.quantization import SILENCE_TOKEN, check_method, quantize
+from hrnn.data.quantization import SILENCE_TOKEN, check_method, check_unit, quantize
 from hrnn.data.sources import dataset_home, locate
 from hrnn.data.specs import DataError, DatasetSpec, check_split, get_spec
 
 PAD_TOKEN = SILENCE_TOKEN  # token at padded positions (mask 0); 128 decodes to silence
-TOKEN_FORMAT = 1  # bump when tokenization changes, so cached token files are rebuilt
+TOKEN_FORMAT = 2  # bump when tokenization changes, so cached token files are rebuilt (2: SaShiMi's float32 rules)
 REBUILD = "run `hrnn data prepare {name}` to rebuild it"
 
 
@@ -84,26 +85,27 @@ def index_split(spec: DatasetSpec, layout_dir: str | Path, split: str) -> SplitI
   return SplitIndex(columns, tuple(skipped), resampled, downmixed, cut)
 
 
-def tokens_of(path: str | Path, spec: DatasetSpec, method: str) -> np.ndarray:
+def tokens_of(path: str | Path, spec: DatasetSpec, method: str, unit: int | None = None) -> np.ndarray:
   """One example's tokens: the file read at the spec's rate, cut to spec.length, quantized on its own (uint8 [L])."""
-  return quantize(read_audio(path, spec.sample_rate)[:spec.length], method)
+  return quantize(read_audio(path, spec.sample_rate)[:spec.length], method, unit=unit)
 
 
-def _cache_key(spec: DatasetSpec, method: str, paths: tuple[Path, ...]) -> str:
+def _cache_key(spec: DatasetSpec, method: str, paths: tuple[Path, ...], unit: int | None = None) -> str:
   """Changes whenever a file of the split, its size or its modification time, or the tokenization changes."""
   stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-  text = json.dumps([TOKEN_FORMAT, spec.name, spec.length, spec.sample_rate, method, stats])
+  text = json.dumps([TOKEN_FORMAT, spec.name, spec.length, spec.sample_rate, method, unit, stats])
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _decoded(path: str, spec: DatasetSpec, method: str) -> np.ndarray | AudioError:
+def _decoded(path: str, spec: DatasetSpec, method: str, unit: int | None = None) -> np.ndarray | AudioError:
   try:
-    return tokens_of(path, spec, method)
+    return tokens_of(path, spec, method, unit)
   except AudioError as e:
     return e
 
 
-def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path) -> list[tuple[str, str]]:
+def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path,
+                  unit: int | None = None) -> list[tuple[str, str]]:
   """Decodes every indexed file once into an Arrow file (written in chunks of ~16M tokens, then renamed).
 
   Returns (file, reason) of the files that failed to decode (left out of the Arrow file).
@@ -119,7 +121,7 @@ def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path)
   chunk = max(1, (1 << 24) // spec.length)
   partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
   writer = ArrowWriter(features=datasets.Features(features), path=str(partial))
-  decode = functools.partial(_decoded, spec=spec, method=method)
+  decode = functools.partial(_decoded, spec=spec, method=method, unit=unit)
   failed = []
   try:
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool, \
@@ -137,8 +139,12 @@ def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path)
         bar.update(len(decoded))
     writer.finalize()
     partial.rename(path)
-  except BaseException:
+  except BaseException as e:
     partial.unlink(missing_ok=True)
+    if isinstance(e, OSError):  # Arrow's write errors carry no errno or file name
+      full = shutil.disk_usage(path.parent).free < (1 << 20)
+      raise DataError(f"cannot write the token cache {path} ({'no space left on the device' if full else e}); "
+                      f"no partial file was left. Free some space, or use another data root (--data-root)") from None
     raise
   return failed
 
@@ -167,14 +173,15 @@ def _damage(path: Path, report_path: Path) -> str | None:
   return None
 
 
-def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cache_dir: Path) -> tuple[Path, dict]:
+def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cache_dir: Path,
+               unit: int | None = None) -> tuple[Path, dict]:
   """The split's tokens as an Arrow file in `cache_dir`, built on first use (and again when the files change).
 
   Returns:
     (Arrow file, its index report {"skipped": [[file, why]], "resampled", "downmixed", "cut"}).
   """
   files = split_files(spec, layout_dir, split)
-  key = _cache_key(spec, method, files.paths)
+  key = _cache_key(spec, method, files.paths, unit)
   path = cache_dir / f"{split}-{method}-{key}.arrow"
   report_path = path.with_suffix(".json")
   if report_path.is_file():
@@ -191,7 +198,7 @@ def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cac
   for stale in cache_dir.glob(f"{split}-{method}-*"):  # older versions; never another process's partial file
     if key not in stale.name and not stale.name.endswith(".partial"):
       stale.unlink(missing_ok=True)
-  failed = _write_tokens(spec, index, method, path)
+  failed = _write_tokens(spec, index, method, path, unit)
   if len(failed) == len(index.columns["path"]):
     path.unlink()
     raise DataError(f"{layout_dir}: split {split!r} of {spec.name} has no usable audio files"
@@ -200,13 +207,16 @@ def token_file(spec: DatasetSpec, layout_dir: Path, split: str, method: str, cac
             "downmixed": index.downmixed, "cut": index.cut, "bytes": path.stat().st_size,
             "sha256": _sha256(path)}
   tmp = report_path.with_name(f"{report_path.name}.{os.getpid()}.partial")
-  tmp.write_text(json.dumps(report))
-  tmp.replace(report_path)
+  try:
+    tmp.write_text(json.dumps(report))
+    tmp.replace(report_path)
+  finally:
+    tmp.unlink(missing_ok=True)
   return path, report
 
 
 def load_split(name: str, split: str, root: str | Path | None = None, quantization: str | None = None, *,
-               data_dir: str | Path | None = None):
+               data_dir: str | Path | None = None, minmax_unit: int | None = None):
   """One split of a dataset as a memory-mapped `datasets.Dataset`.
 
   The first load decodes and quantizes every file once into ROOT/NAME/tokens/SPLIT-METHOD-KEY.arrow (KEY
@@ -217,7 +227,9 @@ def load_split(name: str, split: str, root: str | Path | None = None, quantizati
     name: a key of DATASETS.
     split: "train", "valid" or "test".
     root: data root (default `default_root()`); the dataset must have been prepared there unless `data_dir`.
-    quantization: "mu-law" or "linear"; default the dataset's own (reference.md section 3).
+    quantization: "mu-law" or "linear"; default the dataset's own (its `hrnn.data.specs` entry).
+    minmax_unit: samples per min-max scaling unit: None = each example as a whole (the default, as the paper
+      trained), `hrnn.data.quantization.SASHIMI_CHUNK` = SaShiMi's 131,072-sample YouTubeMix chunks.
     data_dir: an unpacked copy of the dataset to read instead (no network, no prepare needed); its token
       cache still goes to ROOT/NAME/tokens.
   Returns:
@@ -235,7 +247,8 @@ def load_split(name: str, split: str, root: str | Path | None = None, quantizati
   layout = locate(name, root, data_dir)
   if data_dir is None:
     warn_if_changed(name, dataset_home(name, root), REBUILD.format(name=name))
-  path, report = token_file(spec, layout, check_split(split), method, dataset_home(name, root) / TOKENS)
+  path, report = token_file(spec, layout, check_split(split), method, dataset_home(name, root) / TOKENS,
+                            check_unit(minmax_unit))
   skipped = report["skipped"]
   if skipped:
     shown = "; ".join(f"{file}: {why}" for file, why in skipped[:3])
