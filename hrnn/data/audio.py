@@ -63,6 +63,8 @@ def probe(path: str | Path) -> AudioInfo:
     AudioError: the file cannot be opened as audio, has no frames, or is a truncated WAV file.
   """
   path = Path(path)
+  if not path.is_file():
+    raise AudioError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
   try:
     info = sf.info(str(path))
   except (sf.LibsndfileError, RuntimeError) as e:
