@@ -25,7 +25,7 @@ One design per target, where their rules differ (`hrnn.scan` picks one per platf
 - CPU: Pallas does not compile for CPU; the TPU kernel runs in Pallas's interpret mode (how the tests check it).
 
 Each kernel also runs backwards in time (`reverse=True`) for the custom VJP in `hrnn.scan`, which applies these
-kernels to both passes. This module imports nothing from the rest of hrnn: `hrnn.scan` is its only user.
+kernels to both passes. This module imports only `hrnn.platforms` (below it); `hrnn.scan` is its only user.
 """
 
 from __future__ import annotations
