@@ -76,12 +76,14 @@ class Rule:
     group: the test group that runs it (commands of a group run in README order, sharing one work folder).
     subs: (regex, replacement) applied in order; each must change the command (a stale one fails).
     prelude: Python run before a snippet: the names the README leaves to the reader.
+    slow: run only by the group's slow test (the fast one runs the rest of the group, so each group has one).
   """
 
   pattern: str
   group: str
   subs: tuple[tuple[str, str], ...] = ()
   prelude: str = ""
+  slow: bool = False
 
   def matches(self, snippet: Snippet) -> bool:
     if snippet.kind == "bash":
@@ -162,10 +164,11 @@ RULES: tuple[Rule, ...] = (
     Rule(r"from hrnn import metrics\n", "metrics", ((r'"cpu"\)', '"tiny")'),), SCORES),
     # Kernels and benchmarks: short lengths, the smoke model.
     Rule(r"from hrnn\.scan import .*", "kernels", (), SCAN_INPUTS),
-    Rule(r"hrnn bench scan --json", "kernels", ((r"$", " --min-log2 8 --max-log2 9 --batch 1 --channels 8 --repeats 1"),)),
+    Rule(r"hrnn bench scan --json", "kernels", ((r"$", " --min-log2 8 --max-log2 9 --batch 1 --channels 8 --repeats 1"),),
+         slow=True),
     Rule(r"hrnn bench scan --max-log2 .*", "kernels",
-         ((r"--max-log2 \d+", "--max-log2 9"), (r"$", " --min-log2 8 --batch 1 --channels 8 --repeats 1"))),
-    Rule(r"from hrnn import sharding\n", "kernels", ((r"data=2, seq=4", "data=2, seq=2"),), SMOKE_MODEL),
+         ((r"--max-log2 \d+", "--max-log2 9"), (r"$", " --min-log2 8 --batch 1 --channels 8 --repeats 1")), slow=True),
+    Rule(r"from hrnn import sharding\n", "kernels", ((r"data=2, seq=4", "data=2, seq=2"),), SMOKE_MODEL, slow=True),
     Rule(r"cfg = dataclasses\.replace\(get_preset\(\"paper\"\).*", "kernels", (),
          "import dataclasses\nfrom hrnn.config import get_preset\n"),
     Rule(r"hrnn bench long_context --json", "bench", ((r"$", " --preset smoke --tokens 3200 --seq 2"),)),
@@ -179,19 +182,21 @@ RULES: tuple[Rule, ...] = (
          ((r"--preset (paper|no-pool)", "--preset smoke"), (r"--batch \d+", "--batch 2"),
           (r"$", " --tokens 160 --repeats 1 --naive-tokens 16"))),
     # Training: smoke model, a few steps, fake sc09 (placed offline) for the paper-dataset commands.
-    Rule(r"hrnn train --preset cpu --dataset sc09-espeak .*", "train", (SMOKE, (r"--steps \d+", "--steps 2"))),
+    Rule(r"hrnn train --preset cpu --dataset sc09-espeak .*", "train", (SMOKE, (r"--steps \d+", "--steps 2")), slow=True),
     Rule(r"hrnn train --preset paper --dataset sc09 .*", "train", (SMOKE, (r"--epochs \d+", "--epochs 1 --batch-size 32"))),
-    Rule(r"hrnn train --workdir runs/sc09 --epochs \d+", "train", ((r"--epochs \d+", "--epochs 2"),)),
+    Rule(r"hrnn train --workdir runs/sc09 --epochs \d+", "train", ((r"--epochs \d+", "--epochs 2"),), slow=True),
     Rule(r"hrnn eval .*", "train"),
     Rule(r"hrnn sample --checkpoint runs/sc09 .*", "train", ((r"--n \d+", "--n 2"), (r"--seconds \d+", "--seconds 0.01"))),
     Rule(r"hrnn sample --checkpoint runs/ymix .*", "train",
-         ((r"runs/ymix", "runs/sc09"), (r"--seconds \d+", "--seconds 0.02"), (r"--prompt-seconds \d+", "--prompt-seconds 0.01"))),
-    Rule(r"hrnn sample --preset paper .*", "train", (SMOKE, (r"--n \d+", "--n 2"), (r"--seconds \d+", "--seconds 0.01"))),
+         ((r"runs/ymix", "runs/sc09"), (r"--seconds \d+", "--seconds 0.02"), (r"--prompt-seconds \d+", "--prompt-seconds 0.01")),
+         slow=True),
+    Rule(r"hrnn sample --preset paper .*", "train", (SMOKE, (r"--n \d+", "--n 2"), (r"--seconds \d+", "--seconds 0.01")),
+         slow=True),
     Rule(r"from hrnn import data\nfrom hrnn\.config import train_config", "train",
          ((r'train_config\("cpu", "sc09-espeak", steps=\d+', 'train_config("smoke", "sc09-espeak", steps=2'),
-          (r"seq_len=16_000", "seq_len=1600"))),
+          (r"seq_len=16_000", "seq_len=1600")), slow=True),
     Rule(r"from hrnn import sampling\n", "train",
-         ((r"16_000", "320"), (r"8_000", "160")), SAMPLING_INPUTS),
+         ((r"16_000", "320"), (r"8_000", "160")), SAMPLING_INPUTS, slow=True),
     Rule(r"from hrnn import experiments\n", "experiments",
          ((r'get_scale\("cpu", steps=\d+\)', 'get_scale("smoke", steps=2)'),)),
     # Reproduction into one OUT folder at the smoke preset (the paper's real datasets and accelerators: smoke too).
@@ -284,9 +289,12 @@ def run_snippet(snippet: Snippet, rule: Rule) -> dict:
   return namespace
 
 
-def run_group(group: str, before=None) -> None:
-  """Runs the group's README commands in README order; `before(snippet)` prepares what a command needs."""
+def run_group(group: str, before=None, slow: bool = True) -> None:
+  """Runs the group's README commands in README order (without its slow ones unless `slow`); `before(snippet)`
+  prepares what a command needs."""
   for snippet, rule in group_snippets(group):
+    if rule.slow and not slow:
+      continue
     if before is not None:
       before(snippet)
     if snippet.kind == "python":
@@ -372,6 +380,11 @@ def test_metrics(work, monkeypatch):
 
 
 def test_kernels(work):
+  run_group("kernels", slow=False)
+
+
+@pytest.mark.slow
+def test_kernels_all(work):
   run_group("kernels")
 
 
@@ -380,8 +393,8 @@ def test_bench(work):
   run_group("bench")
 
 
-def test_train(work):
-  """Training, evaluation and sampling, on the datasets the Data section's commands prepare (at the tiny size)."""
+def prepare_for_training(work: Path) -> None:
+  """The datasets the Data section's commands prepare (at the tiny size), and a prompt clip."""
   from data_fakes import noise
 
   from hrnn.data import write_wav
@@ -390,8 +403,22 @@ def test_train(work):
   run_hrnn("hrnn data prepare sc09-espeak --size tiny")
   run_hrnn("hrnn data prepare sc09")
   write_wav(work / "clip.wav", noise(1600, 0))
+
+
+def test_train(work):
+  """Train on sc09 (placed offline), evaluate, sample from the checkpoint."""
+  prepare_for_training(work)
+  run_group("train", slow=False)
+  assert (work / "runs" / "sc09" / "metrics.jsonl").is_file()
+  assert len(list(work.glob("samples/*.wav"))) == 2
+
+
+@pytest.mark.slow
+def test_train_all(work):
+  """Every training, evaluation and sampling command and snippet, extending a run, a prompt."""
+  prepare_for_training(work)
   run_group("train")
-  assert (work / "runs" / "sc09" / "metrics.jsonl").is_file() and (work / "samples").is_dir()
+  assert (work / "runs" / "cpu-sc09" / "metrics.jsonl").is_file()
 
 
 @pytest.mark.slow
