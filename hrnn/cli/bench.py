@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-HELP = ("Run a benchmark: scan kernels, step-wise sampling, training throughput and memory, or the SC09 digit "
-        "classifier's accuracy.")
+HELP = ("Run a benchmark: scan kernels, step-wise sampling, training throughput and memory, the SC09 digit "
+        "classifier's accuracy, or all of the accelerator checks at once (device).")
 
 # Benchmark name -> module under hrnn.bench exposing HELP, add_arguments(parser) and run(args).
-BENCHMARKS = {name: name for name in ("scan", "long_context", "sample", "train", "classifier")}
+BENCHMARKS = {name: name for name in ("scan", "long_context", "sample", "train", "classifier", "device")}
 
 
 def add_arguments(parser):
