@@ -1,0 +1,126 @@
+"""Cross-lowering: what users run on TPUs and GPUs compiles for them, checked from this CPU host.
+
+`jax.export` with platforms ["tpu"] and ["cuda"] lowers each program for that platform (the Pallas TPU kernel to a
+Mosaic `tpu_custom_call`, the GPU kernel to a Triton call), so a kernel that breaks a target's rules, or a CPU-only
+kernel left in an accelerator program, fails here. The native CPU kernels are the one thing allowed to be absent.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hrnn import sampling, scan, sharding, train
+from hrnn.config import TrainConfig, get_preset
+from hrnn.model import HarmonicRNN
+
+PLATFORMS = ("tpu", "cuda")
+PALLAS_CALL = {"tpu": "stablehlo.custom_call @tpu_custom_call", "cuda": "stablehlo.custom_call @__gpu$xla.gpu.triton"}
+NATIVE_CALL = "@hrnn_scan"  # the native CPU kernels' FFI targets
+# Triton calls carry no cross-version compatibility guarantee: jax.export serialises them only when told to.
+DISABLED_CHECKS = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
+
+
+def lowered_text(fun, platform: str, *args) -> str:
+  """The StableHLO module of `fun(*args)` exported for `platform`."""
+  exported = jax.export.export(fun, platforms=[platform], disabled_checks=DISABLED_CHECKS)(*args)
+  text = exported.mlir_module()
+  assert NATIVE_CALL not in text
+  return text
+
+
+def abstract(shape, dtype):
+  return jax.ShapeDtypeStruct(shape, dtype)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("backend", scan.BACKENDS + (None,))
+def test_scan_backends_lower(backend, platform):
+  # Forward alone and forward + backward of linear_recurrence with an initial state, complex64 [2, 1600, 128].
+  a = abstract((2, 1600, 128), jnp.complex64)
+  h0 = abstract((2, 128), jnp.complex64)
+
+  def forward(a, b, h0):
+    return scan.linear_recurrence(a, b, h0, backend=backend)
+
+  def loss(a, b, h0):
+    h, h_last = forward(a, b, h0)
+    return jnp.sum(jnp.abs(h) ** 2) + jnp.sum(jnp.abs(h_last))
+
+  fwd = lowered_text(jax.jit(forward), platform, a, a, h0)
+  bwd = lowered_text(jax.jit(jax.grad(loss, argnums=(0, 1, 2))), platform, a, a, h0)
+  pallas = backend == "pallas" or (backend is None and scan.default_backend(platform) == "pallas")
+  call = PALLAS_CALL[platform]
+  if pallas:  # one kernel forward; the gradient adds the reverse-time kernel (the TPU forward kernel is fused)
+    assert fwd.count(call) >= 1 and bwd.count(call) >= 2
+  else:
+    assert call not in fwd and call not in bwd
+
+
+def test_tpu_kernel_is_one_call_over_time():
+  # The TPU kernel runs the whole sequence in one pallas_call (time is a grid axis, not a loop of calls), and the
+  # time axis is the sequential ("arbitrary") one.
+  a = abstract((32, 16_000, 128), jnp.complex64)
+  h0 = abstract((32, 128), jnp.complex64)
+  text = lowered_text(jax.jit(lambda a, b, h0: scan.linear_recurrence(a, b, h0, backend="pallas")), "tpu", a, a, h0)
+  assert text.count(PALLAS_CALL["tpu"]) == 1 and "stablehlo.while" not in text
+
+
+def paper_config(**overrides) -> TrainConfig:
+  """The paper preset with both memory savers on, at a short length."""
+  model = dataclasses.replace(get_preset("paper"), remat="block", remat_chunk=400)
+  values = dict(model=model, preset="paper", batch_size=2, seq_len=1600, steps=1, epochs=None, mesh_data=1)
+  return TrainConfig(**{**values, **overrides})
+
+
+def train_step_text(config: TrainConfig, platform: str) -> str:
+  """The real jitted train step of `config` (hrnn.train.make_train_step) exported for `platform`."""
+  schedule = train.learning_rate_schedule(config, 10)
+  optimizer = train.make_optimizer(config, schedule)
+  mesh = train.make_mesh(config)
+  step = train.make_train_step(train.model_graph(config, dropout=True), config, optimizer, schedule, mesh)
+  state = jax.eval_shape(lambda: train.init_state(config, optimizer))
+  rows, length = config.batch_size, config.seq_len
+  batch = {"tokens": abstract((rows, length), jnp.int32), "mask": abstract((rows, length), jnp.float32)}
+  return lowered_text(step, platform, state, batch)
+
+
+@pytest.mark.parametrize("platform, backend", [("tpu", None), ("cuda", "pallas")])
+def test_paper_train_step_lowers(platform, backend):
+  # The default backend on TPU is the Pallas kernel; on GPU the Pallas kernel is asked for (the GPU default, the
+  # associative scan, lowers in test_scan_backends_lower). Each export traces the whole paper step (tens of CPU
+  # seconds): two here, two more for context parallelism.
+  config = paper_config()
+  config = dataclasses.replace(config, model=dataclasses.replace(config.model, scan_backend=backend))
+  text = train_step_text(config, platform)
+  assert (PALLAS_CALL[platform] in text) == (backend == "pallas" or scan.default_backend(platform) == "pallas")
+
+
+def test_context_parallel_train_step_lowers():
+  # The sharded step on the 8-device ("data", "seq") = (2, 4) mesh: time sharded 4 ways, so each recurrence also
+  # gathers the shards' summaries; the Pallas kernels run inside shard_map.
+  assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8 (make test does)"
+  config = paper_config(batch_size=2, seq_len=2560, mesh_data=2, mesh_seq=4)
+  for platform in PLATFORMS:
+    backend = None if platform == "tpu" else "pallas"
+    cfg = dataclasses.replace(config, model=dataclasses.replace(config.model, scan_backend=backend))
+    text = train_step_text(cfg, platform)
+    assert PALLAS_CALL[platform] in text and "all_gather" in text and "num_partitions = 8" in text
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_generate_loop_lowers(platform):
+  # The sampler's compiled program (hrnn.sampling.sample_chunk: the step-wise model, blocks of R tokens) for the
+  # paper preset: step-wise generation uses no scan kernel, only the layers' single steps.
+  model = nnx.eval_shape(lambda: HarmonicRNN(get_preset("paper"), rngs=nnx.Rngs(0)))
+  step_model = sampling.StepModel.from_model(model)
+  batch, total_pool = 4, step_model.total_pool
+  state = jax.eval_shape(lambda: step_model.init_state(batch))
+  keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), batch))
+  args = (step_model, state, abstract((batch,), jnp.int32), keys, abstract((), jnp.float32),
+          abstract((), jnp.int32), abstract((batch, total_pool), jnp.int32), abstract((), jnp.int32))
+  text = lowered_text(lambda *args: sampling.sample_chunk(*args, length=2 * total_pool), platform, *args)
+  assert "stablehlo.while" in text and "tensor<4x320xi32>" in text
