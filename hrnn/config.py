@@ -276,10 +276,11 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
         sc09_size="small", music_size="small",
-        # 3 seeds per compared model (24 SC09 runs): crops of 2,000 tokens keep `make reproduce` within an hour.
+        # 3 seeds per compared model (24 SC09 runs, 9 scored sample sets): crops of 2,000 tokens and 32 scored clips
+        # per run keep `make reproduce` within an hour.
         steps=160, epochs=None, music_steps=40, batch_size=4, seq_len=2000, music_seq_len=16000, eval_every=80,
         music_eval_batch=1, music_mesh_seq=1, ema_decay=0.98,
-        n_samples=64, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
+        n_samples=32, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
         classifier_size=None, classifier_epochs=30, listen=4, seeds=3),
     # The `cpu` model trained for hours on the full embedded SC09 stand-in: the learning curve of sample quality
     # (results/workstation; ~3 hours per model on 2 CPU cores).

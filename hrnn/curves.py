@@ -274,7 +274,9 @@ def main(argv=None):
   parser.add_argument("--n", type=int, default=64, help="generated clips per checkpoint")
   parser.add_argument("--classifier", default=None,
                       help="digit classifier file; default: OUT/classifier/DATASET.pt, trained when missing")
-  parser.add_argument("--classifier-epochs", type=int, default=30, help="epochs when the classifier is trained")
+  parser.add_argument("--classifier-epochs", type=int, default=2,
+                      help="epochs when the classifier is trained (2 over the full sc09-espeak's 6,460 clips: ~200 "
+                           "batches of 64; its test accuracy is printed)")
   parser.add_argument("--export", default=None, metavar="DEST", help="also export the newest EMA weights to DEST")
   args = parser.parse_args(argv)
 

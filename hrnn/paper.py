@@ -1,7 +1,7 @@
 """THE PUBLISHED NUMBERS: every result this kit sets its own runs against, as data with its source.
 
-This is the only place in hrnn where published results live (reference.md section 5, plus SaShiMi's real-data
-reference rows of section 4). Nothing here is computed; the notebooks never read it. `hrnn.reproduce` puts these
+This is the only place in hrnn where published results live (the papers' tables, plus SaShiMi's real-data
+reference rows). Nothing here is computed; the notebooks never read it. `hrnn.reproduce` puts these
 numbers beside the numbers a run wrote to `OUT/tables/KEY.csv` (same `key`, same row labels, same column names).
 
 `None` marks a value the source does not report (shown as "-").
@@ -144,7 +144,8 @@ TABLES: tuple[PaperTable, ...] = (
             Row("Mamba 24.3M", (1.860, 0.67, 7.33, 144.9, 0.36)),
             Row("HarmonicRNN baseline", (1.854, 0.46, 6.46, None, None), source=f"{HARMONICRNN}, Table 3"),
         ),
-        note="IS is SaShiMi's estimator (one 50/50 split), not torch-fidelity's 10-split ISC. FID against the "
+        note="IS is SaShiMi's estimator (its script's per-class-column KL over the first half of a seed-0 "
+        "shuffle), neither the textbook IS nor torch-fidelity's 10-split ISC. FID against the "
         "training set's classifier features.",
     ),
     PaperTable(

@@ -283,7 +283,7 @@ def datasets_section(out: Path) -> str:
         names.append(name)
   if not names:
     return ""
-  lines = [f"- **{dataset_label(n)}**: {DATASET_NOTES.get(n, '')}".replace("\n", "\n  ") for n in names]
+  lines = [f"- **{dataset_label(n)}**: {DATASET_NOTES.get(n, '')}" for n in names]  # notes: 2 lines, indented
   return "## Datasets\n\n" + "\n".join(lines) + "\n"
 
 

@@ -195,3 +195,81 @@ def spectrograms(paths: list[str | os.PathLike], title: str, sample_rate: int = 
   axes[0][0].set_ylabel("frequency (Hz)")
   fig.suptitle(title)
   return fig
+
+
+def default_out(name: str = "notebooks") -> Path:
+  """Where a notebook writes when its `out` parameter is None: RESULTS/NAME, with RESULTS the `results/` folder of
+  the hrnn checkout the code runs from (wherever the notebook was launched), else ./results for an installed hrnn."""
+  checkout = Path(__file__).resolve().parents[1]
+  base = checkout / "results" if (checkout / "pyproject.toml").exists() else Path.cwd() / "results"
+  return base / name
+
+
+def save_seed_tables(frame, out: str | os.PathLike, key: str, *, preset: str, datasets: str | list[str],
+                     notes: str = "", column_datasets: dict[str, str] | None = None):
+  """A quantity per model and seed, saved twice: OUT/tables/KEY_seeds.* (one row per model and seed, column
+  "seed" first: what `hrnn.verdicts` reads) and OUT/tables/KEY.* (one row per model: the mean over seeds in each
+  column, beside "COLUMN sd", the sample standard deviation, and "seeds"). Returns the mean table.
+
+  frame: a pandas DataFrame indexed by model label (the index repeats, once per seed) with a "seed" column.
+  """
+  values = [c for c in frame.columns if c != "seed"]
+  grouped = frame.groupby(level=0, sort=False)[values]
+  summary = grouped.mean()
+  counts = frame.groupby(level=0, sort=False)["seed"].count()
+  if counts.max() > 1:  # spreads of the quantities that vary between seeds (not of e.g. parameter counts)
+    spread = grouped.std(ddof=1)
+    varying = [v for v in values if not (spread[v].fillna(0) == 0).all()]
+    summary = summary.join(spread[varying].add_suffix(" sd"))
+    summary = summary[[c for v in values for c in ((v, f"{v} sd") if v in varying else (v,))]]
+  summary["seeds"] = counts
+  summary.index.name = frame.index.name
+  seeds = f"; seeds {', '.join(str(s) for s in sorted(set(frame['seed'])))}"
+  save_table(frame[["seed", *values]], out, f"{key}_seeds", preset=preset, datasets=datasets, notes=notes + seeds,
+             column_datasets=column_datasets)
+  save_table(summary, out, key, preset=preset, datasets=datasets,
+             notes=notes + seeds + " (each value the mean over seeds; sd: sample standard deviation)",
+             column_datasets=column_datasets)
+  return summary
+
+
+# A clip whose RMS level is at least this is played quieter and flagged: speech sits near 0.05-0.1, while a model
+# that has not learned yet emits noise over the whole 8-bit range (uniform full-scale noise: RMS 1/sqrt(3) = 0.58).
+NOISE_RMS = 0.2
+NOISE_GAIN = 0.1  # -20 dB
+
+
+def listening_rows(rows: list[tuple[str, str | os.PathLike]], sample_rate: int = 16000):
+  """One HTML table row per clip: its label, an audio player and a spectrogram. A clip with RMS >= NOISE_RMS (near
+  full-scale noise) gets a warning and plays at NOISE_GAIN of its level; every other clip plays at its own level
+  (not normalised). rows: (label, WAV path). Returns an IPython HTML object (display it)."""
+  import base64
+  import html
+
+  import matplotlib.pyplot as plt
+  import numpy as np
+  from IPython.display import HTML, Audio
+
+  from hrnn.data import read_audio
+
+  cells = []
+  for label, path in rows:
+    wave = np.asarray(read_audio(path), np.float32)
+    rms = float(np.sqrt(np.mean(wave ** 2))) if wave.size else 0.0
+    noisy = rms >= NOISE_RMS
+    player = Audio(np.clip(wave * (NOISE_GAIN if noisy else 1.0), -1, 1), rate=sample_rate, normalize=False)
+    fig, ax = plt.subplots(figsize=(3.6, 1.3))
+    ax.specgram(wave, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
+    ax.set_xlabel("time (s)", fontsize=7)
+    ax.set_ylabel("Hz", fontsize=7)
+    ax.tick_params(labelsize=6)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    image = base64.b64encode(palette_png(buffer.getvalue(), 32)).decode("ascii")
+    warning = (f"<br><b>&#9888; near full-scale noise (RMS {rms:.2f}): played at {20 * np.log10(NOISE_GAIN):.0f} dB"
+               f"</b>" if noisy else f"<br>RMS {rms:.3f}")
+    cells.append(f"<tr><td style='text-align:left'>{html.escape(label)}<br><code>{html.escape(Path(path).name)}"
+                 f"</code>{warning}</td><td>{player._repr_html_()}</td>"
+                 f"<td><img src='data:image/png;base64,{image}'></td></tr>")
+  return HTML("<table><tr><th>sample</th><th>listen</th><th>spectrogram</th></tr>" + "".join(cells) + "</table>")

@@ -219,3 +219,51 @@ def test_compact_notebook_palettes_every_png_output_and_keeps_the_rest(tmp_path)
   with Image.open(io.BytesIO(base64.b64decode(outputs[0]["data"]["image/png"]))) as image:
     assert image.mode == "P" and image.size == (64, 64) and len(image.getcolors()) <= 16
   assert outputs[0]["data"]["text/plain"] == "<Figure>" and outputs[1]["text"] == "kept\n"
+
+
+def test_seed_tables_mean_and_spread_per_model(tmp_path):
+  from hrnn.results import save_seed_tables
+  from hrnn.verdicts import read_seeds
+
+  frame = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2], "groups": [1, 1, 1, 4, 4, 4],
+                        "test NLL (bits)": [5.0, 5.2, 5.4, 4.9, 4.9, 5.2]},
+                       index=pd.Index(["dense"] * 3 + ["4 groups"] * 3, name="pooling groups"))
+  summary = save_seed_tables(frame, tmp_path, "table1", preset="cpu", datasets="sc09-espeak")
+  # dense: mean 5.2, sd sqrt((0.04 + 0 + 0.04) / 2) = 0.2; 4 groups: mean 5.0, sd sqrt((0.01 + 0.01 + 0.04) / 2).
+  assert summary.loc["dense", "test NLL (bits)"] == pytest.approx(5.2)
+  assert summary.loc["dense", "test NLL (bits) sd"] == pytest.approx(0.2)
+  assert summary.loc["4 groups", "test NLL (bits) sd"] == pytest.approx(0.03 ** 0.5)
+  assert "groups sd" not in summary.columns and list(summary["seeds"]) == [3, 3]  # no spread of a constant
+  assert list(summary.index) == ["dense", "4 groups"]
+  seeds = read_seeds(tmp_path, "table1")
+  assert seeds.values["dense"]["test NLL (bits)"] == [5.0, 5.2, 5.4]
+  meta = json.loads((tmp_path / "tables" / "table1.json").read_text())
+  assert "seeds 0, 1, 2" in meta["notes"] and "mean over seeds" in meta["notes"]
+
+
+def test_listening_rows_flag_and_quieten_full_scale_noise(tmp_path):
+  import base64
+  import io
+  import re
+  import wave
+
+  import numpy as np
+
+  from hrnn.data import write_wav
+  from hrnn.results import NOISE_GAIN, listening_rows
+
+  rng = np.random.default_rng(0)
+  write_wav(tmp_path / "noise.wav", rng.uniform(-1, 1, 16000).astype(np.float32))  # RMS 1/sqrt(3) = 0.58
+  write_wav(tmp_path / "speech.wav", (0.1 * np.sin(np.arange(16000) / 3)).astype(np.float32))  # RMS 0.071
+  html = listening_rows([("model a, seed 0", tmp_path / "noise.wav"), ("model b, seed 1", tmp_path / "speech.wav")]).data
+  rows = html.split("<tr><td")[1:]
+  assert len(rows) == 2 and "model a, seed 0" in rows[0] and "model b, seed 1" in rows[1]
+  assert "near full-scale noise (RMS 0.58): played at -20 dB" in rows[0] and "near full-scale" not in rows[1]
+  assert all("<audio" in r and "data:image/png;base64," in r for r in rows)
+
+  def peak(row):  # the embedded WAV's peak, in 16-bit units: not normalised, the noise scaled by NOISE_GAIN
+    data = base64.b64decode(re.search(r'data:audio/wav;base64,([^"]+)"', row).group(1))
+    with wave.open(io.BytesIO(data)) as w:
+      return np.abs(np.frombuffer(w.readframes(w.getnframes()), np.int16)).max() / 32767
+
+  assert peak(rows[0]) == pytest.approx(NOISE_GAIN, abs=0.01) and peak(rows[1]) == pytest.approx(0.1, abs=0.01)
