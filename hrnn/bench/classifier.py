@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 
+from hrnn.cli.metrics import SIZES
+
 HELP = "Train the CPU-sized digit classifier on full sc09-espeak: test accuracy (target >= 95%%) and reference rows."
 TARGET_ACCURACY = 0.95
 
 
 def add_arguments(parser):
-  from hrnn.cli.metrics import SIZES  # light: no torch
-
   parser.add_argument("--size", default="cpu", choices=SIZES, help="classifier size")
   parser.add_argument("--data-size", default="full", choices=("tiny", "small", "full"),
                       help="sc09-espeak size to build and train on (hrnn.data.prepare rebuilds a copy of another "
@@ -29,7 +29,7 @@ def add_arguments(parser):
 
 
 def run(args):
-  import torch
+  import torch  # torch and hrnn.metrics only when it runs: `hrnn --help` imports this module for its flags
 
   from hrnn.data import prepare
   from hrnn.metrics import TrainSettings, score, train_classifier

@@ -15,18 +15,22 @@ says why, instead of running the machine out of memory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 
+import numpy as np
+from tqdm import tqdm
+
 from hrnn.bench import peak_rss_mb
+from hrnn.bench.scan import available_gib
+from hrnn.config import PRESETS, REMAT_POLICIES, SCAN_BACKENDS, get_preset
 
 HELP = "Forward+backward of a preset on one minute-long sequence sharded over devices: time and peak memory."
 
 
 def add_arguments(parser):
-  from hrnn.config import PRESETS, REMAT_POLICIES, SCAN_BACKENDS  # light: no JAX
-
   parser.add_argument("--preset", default="paper", help=f"model preset, one of: {', '.join(PRESETS)}")
   parser.add_argument("--tokens", type=int, default=960_000, help="sequence length (padded to seq x total pool)")
   parser.add_argument("--seq", type=int, default=8, help="devices along the time axis")
@@ -49,17 +53,13 @@ def _ensure_virtual_devices(count: int) -> None:
 
 def run(args):
   _ensure_virtual_devices(args.seq)
-  import dataclasses
-
+  # JAX reads XLA_FLAGS when first imported, so its modules are imported here, after the virtual devices are set
+  # (this also keeps `hrnn --help`, which imports this module for its flags, free of JAX).
   import jax
-  import numpy as np
   import optax
   from flax import nnx
-  from tqdm import tqdm
 
   from hrnn import sharding
-  from hrnn.bench.scan import available_gib
-  from hrnn.config import get_preset
   from hrnn.model import HarmonicRNN
   from hrnn.train import compiler_options
 
