@@ -43,7 +43,7 @@ from hrnn.data.audio import AudioError, read_audio
 from hrnn.data.layout import ratio_bounds
 from hrnn.data.manifest import DataWarning, warn_if_changed, write_manifest
 from hrnn.data.quantization import check_method
-from hrnn.data.sources import dataset_home, install, read_marker, scratch_dir
+from hrnn.data.home import dataset_home, install, read_marker, scratch_dir
 from hrnn.data.specs import DATASETS, MARKER, SAMPLE_RATE, SPLITS, DataError, DatasetSpec
 
 # Suffixes of the files taken as audio: libsndfile's formats, and those librosa decodes through audioread.

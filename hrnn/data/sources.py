@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import re
 import shutil
 import time
@@ -28,31 +27,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from hrnn.data.home import dataset_home, install, read_marker, scratch_dir
 from hrnn.data.layout import find_layout_dir
 from hrnn.data.manifest import warn_if_changed, write_manifest
-from hrnn.data.specs import MARKER, DataError, DatasetSpec, default_root, get_spec
+from hrnn.data.specs import MARKER, DataError, DatasetSpec, get_spec
 
 UNPACKED = "unpacked"
 SIZES: tuple[str, ...] = ("tiny", "small", "full")
 # Embedded dataset name -> generator module (each has build(name, out_dir, size, seed) -> stats dict).
 GENERATORS = {"sc09-espeak": "hrnn.data.espeak", "beethoven-piano": "hrnn.data.piano",
               "piano-minute": "hrnn.data.piano"}
-
-
-def dataset_home(name: str, root: str | Path | None = None) -> Path:
-  """ROOT/NAME, the folder that holds one dataset."""
-  return (Path(root).expanduser() if root is not None else default_root()) / name
-
-
-def read_marker(home: Path) -> dict | None:
-  """The marker of a finished dataset in `home` (ROOT/NAME), or None."""
-  path = home / MARKER
-  if not path.is_file():
-    return None
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError:
-    raise DataError(f"{path}: damaged marker file; delete {home} and run `hrnn data prepare` again") from None
 
 
 def locate(name: str, root: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
@@ -98,38 +82,6 @@ def prepare(name: str, size: str = "small", root: str | Path | None = None, seed
 
 def _marker_matches(marker: dict | None, **want) -> bool:
   return marker is not None and all(marker.get(k) == v for k, v in want.items())
-
-
-def _running(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # exists, owned by someone else
-    return True
-  return True
-
-
-def scratch_dir(path: Path) -> Path:
-  """An empty work folder `path` suffixed with the process id, so concurrent runs never share one. Leftovers of
-  interrupted runs (same name, process gone) are removed."""
-  for old in path.parent.glob(f"{path.name}-*"):
-    pid = old.name.rsplit("-", 1)[1]
-    if pid.isdigit() and not _running(int(pid)):
-      shutil.rmtree(old, ignore_errors=True)
-  path = path.with_name(f"{path.name}-{os.getpid()}")
-  shutil.rmtree(path, ignore_errors=True)
-  path.mkdir(parents=True)
-  return path
-
-
-def install(built: Path, home: Path) -> None:
-  """Moves a finished scratch folder to `home`, replacing what was there."""
-  if home.exists():
-    old = home.parent / f".{home.name}.old-{os.getpid()}"
-    home.rename(old)
-    shutil.rmtree(old)
-  built.rename(home)
 
 
 def _generate(spec: DatasetSpec, home: Path, size: str, seed: int) -> Path:
