@@ -4,23 +4,57 @@
 
 `layer` is the CG-LRU (output width d) for a recurrent block and a Dense d -> 2d for an MLP block (no activation
 inside: the gelu gate supplies it). W_o is initialised with variance scaling at scale 1 / num_blocks of the level
-so that the residual stream keeps unit scale at init.
+so that the residual stream keeps unit scale at init (docs/model.md, "Residual blocks").
+
+`ResidualBlock` and `TemporalStack` each hold both forms: the parallel form (`__call__`, which also returns the
+CG-LRU states after the last real step) and the step form (`decode_params`, `init_state`, `step`). Shapes follow
+`hrnn.array_typing`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn import lru, scan
+from hrnn import scan
+from hrnn.array_typing import Activations, Frame, RNNState, Valid
 from hrnn.config import ModelConfig
 from hrnn.initializers import scaled_init
-from hrnn.lru import CGLRU
+from hrnn.lru import CGLRU, CGLRUDecode
+
+
+@flax.struct.dataclass
+class BlockDecode:
+  """The step form's arrays of a residual block (`ResidualBlock.decode_params`).
+
+  The layer's input matmul (the CG-LRU's W_u, or the MLP's Dense) and the gate matmul W_g share LN(x): they are
+  one [d, n + w] matmul with the LayerNorm scale s and bias beta folded in, LN(x) W + c = x_hat (diag(s) W) +
+  (beta W + c), where x_hat is LN(x) before its scale and bias.
+  """
+
+  in_w: jax.Array  # [d, n + w]: diag(s) [W_layer, W_g] (n = n_h for a recurrent block, 2d for an MLP block)
+  in_b: jax.Array  # [n + w]
+  out_w: jax.Array  # [w, d], W_o
+  out_b: jax.Array  # [d]
+  lru: CGLRUDecode | None  # the CG-LRU's arrays; None for an MLP block
+  epsilon: float = flax.struct.field(pytree_node=False)  # the LayerNorm's
+
+
+def standardize(x: jax.Array, epsilon: float) -> jax.Array:
+  """LN(x) before its scale and bias (the step form folds those into the next matmul): nnx.LayerNorm itself,
+  without parameters, so that both forms normalise with the same code."""
+  return nnx.LayerNorm(x.shape[-1], epsilon=epsilon, use_scale=False, use_bias=False, rngs=None)(x)
 
 
 class ResidualBlock(nnx.Module):
-  """One residual block; `kind` is "recurrent" (CG-LRU) or "mlp". Maps [B, T, d] -> [B, T, d]."""
+  """One residual block; `kind` is "recurrent" (CG-LRU) or "mlp". Maps [B, T, d] -> [B, T, d].
+
+  State: the CG-LRU's h_t, complex64 [B, n_c], for a recurrent block; None for an MLP block.
+  """
 
   def __init__(self, cfg: ModelConfig, kind: str, num_blocks: int, *, rngs: nnx.Rngs):
     d = cfg.width
@@ -40,18 +74,17 @@ class ResidualBlock(nnx.Module):
     self.out = nnx.Linear(w, d, kernel_init=scaled_init(num_blocks), rngs=rngs)
     self.dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
 
-  def branch(self, x: jax.Array, mixed: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
-    """The residual branch given x and layer(LN(x)) (shared by the parallel and the step-wise forward); dropout
-    draws from `dropout_key` when given, else from the block's own RNG stream."""
-    return self.dropout(self.out(mixed * jax.nn.gelu(self.gate(self.norm(x)))), rngs=dropout_key)
+  # ---- parallel form ----
 
-  def forward(self, x: jax.Array, state: jax.Array | None = None, *, valid: jax.Array | None = None,
+  def forward(self, x: Activations, state: RNNState | None = None, *, valid: Valid | None = None,
               seq_axis: str | None = None,
-              dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
-    """x [B, T, d] -> (x + branch, the CG-LRU's last state [B, n_c] or None for an MLP block).
+              dropout_key: jax.Array | None = None) -> tuple[Activations, RNNState | None]:
+    """x [B, T, d] -> (x + branch, the CG-LRU's last state [B, n_c] or None for an MLP block), without the block's
+    own rematerialisation (for callers that recompute it themselves).
 
     `state` is the CG-LRU state before the first step (zeros when None), `valid` [T] marks padded steps (0) that
-    leave it unchanged; with remat "recurrence" the CG-LRU is recomputed in the backward pass, not stored.
+    leave it unchanged; with remat "recurrence" the CG-LRU is recomputed in the backward pass, not stored. Dropout
+    draws from `dropout_key` when given, else from the block's own RNG stream.
     """
     y = self.norm(x)
     if self.kind == "mlp":
@@ -60,12 +93,15 @@ class ResidualBlock(nnx.Module):
       mixed, state = nnx.remat(lambda layer, y, h: layer(y, h, valid=valid, seq_axis=seq_axis))(self.layer, y, state)
     else:
       mixed, state = self.layer(y, state, valid=valid, seq_axis=seq_axis)
-    return x + self.branch(x, mixed, dropout_key), state
+    branch = self.dropout(self.out(mixed * jax.nn.gelu(self.gate(y))), rngs=dropout_key)
+    return x + branch, state
 
-  def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
+  def __call__(self, x: Activations, *, valid: Valid | None = None,
+               seq_axis: str | None = None) -> tuple[Activations, RNNState | None]:
+    """`forward` from a zero state, recomputed in the backward pass under remat "block" and "stack"."""
     if self.remat in ("block", "stack"):  # "stack": recomputed blocks inside a recomputed stack
-      return nnx.remat(lambda block, x: block.forward(x, seq_axis=seq_axis)[0])(self, x)
-    return self.forward(x, seq_axis=seq_axis)[0]
+      return nnx.remat(lambda block, x, valid: block.forward(x, valid=valid, seq_axis=seq_axis))(self, x, valid)
+    return self.forward(x, valid=valid, seq_axis=seq_axis)
 
   def dropout_key(self) -> jax.Array | None:
     """One key from the block's dropout stream when dropout is active (training), else None (nothing drawn)."""
@@ -73,36 +109,47 @@ class ResidualBlock(nnx.Module):
       return None
     return self.dropout.rngs()
 
-  def step_params(self) -> dict:
-    """Plain arrays for `block_step`. The layer's input matmul (the CG-LRU's W_u, or the MLP's Dense) and the gate
-    matmul share LN(x): they are fused into one [d, n + w] matmul with the LayerNorm scale and bias folded in,
-    LN(x) W + c = x_hat (diag(s) W) + (beta W + c)."""
+  # ---- step form (inference: no dropout) ----
+
+  def decode_params(self) -> BlockDecode:
     first = self.layer.in_proj if self.kind == "recurrent" else self.layer
     w = jnp.concatenate([first.kernel[...], self.gate.kernel[...]], axis=1)
     b = jnp.concatenate([first.bias[...], self.gate.bias[...]])
-    params = {
-        "in_w": self.norm.scale[...][:, None] * w,
-        "in_b": self.norm.bias[...] @ w + b,
-        "out_w": self.out.kernel[...],
-        "out_b": self.out.bias[...],
-        "epsilon": jnp.float32(self.norm.epsilon),
-    }
-    if self.kind == "recurrent":
-      params["lru"] = self.layer.step_params()
-    return params
+    return BlockDecode(
+        in_w=self.norm.scale[...][:, None] * w, in_b=self.norm.bias[...] @ w + b,
+        out_w=self.out.kernel[...], out_b=self.out.bias[...],
+        lru=self.layer.decode_params() if self.kind == "recurrent" else None, epsilon=self.norm.epsilon)
 
-  def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, jax.Array | None]:
-    """Parallel forward of x [B, T, d] that also returns the step state after the first `length` steps."""
-    y = self.norm(x)
-    if self.kind == "recurrent":
-      mixed, state = self.layer.prefill(y, length)
+  @staticmethod
+  def init_state(params: BlockDecode, batch: int) -> RNNState | None:
+    return None if params.lru is None else CGLRU.init_state(params.lru, batch)
+
+  @staticmethod
+  def step(params: BlockDecode, state: RNNState | None, x: Frame) -> tuple[RNNState | None, Frame]:
+    """One time step, x_t [B, d] -> (state, y_t [B, d]):
+
+      [layer input, gate] = LN(x) [W_layer, W_g];  y = x + W_o (layer(layer input) * gelu(gate))
+    """
+    fused = standardize(x, params.epsilon) @ params.in_w + params.in_b
+    width = params.out_w.shape[0]
+    layer_in, gate = fused[:, :-width], fused[:, -width:]
+    if params.lru is None:
+      mixed = layer_in
     else:
-      mixed, state = self.layer(y), None
-    return x + self.branch(x, mixed), state
+      state, mixed = CGLRU.step(params.lru, state, layer_in)
+    # The residual add goes last: XLA:CPU runs `x + m @ W + b` (add fused into the dot) about 2x slower.
+    return state, x + ((mixed * jax.nn.gelu(gate)) @ params.out_w + params.out_b)
+
+
+class StackState(NamedTuple):
+  """Step state of a temporal stack: h[i], complex64 [B, n_c], the CG-LRU state of its i-th recurrent block (its
+  MLP blocks have no state)."""
+
+  h: tuple[RNNState, ...]
 
 
 class TemporalStack(nnx.Module):
-  """`n` temporal blocks: (recurrent, MLP) residual pairs applied in order.
+  """`n` temporal blocks: (recurrent, MLP) residual pairs applied in order. State: `StackState`.
 
   The n recurrent blocks are one `ResidualBlock` module whose every array (parameters, dropout RNG streams) has a
   leading axis n, and so are the n MLP blocks (`stacked`). The forward pass is one
@@ -122,50 +169,78 @@ class TemporalStack(nnx.Module):
     self.recurrent = stacked(blocks[0::2]) if n else None
     self.mlp = stacked(blocks[1::2]) if n else None
 
-  def _forward(self, x: jax.Array, seq_axis: str | None) -> jax.Array:
+  # ---- parallel form ----
+
+  def _forward(self, x: Activations, valid: Valid | None, seq_axis: str | None) -> tuple[Activations, jax.Array]:
+    """(y, the recurrent blocks' last states stacked [n, B, n_c])."""
     graphdefs, states = zip(*(nnx.split(blocks) for blocks in (self.recurrent, self.mlp)))  # states [n, ...]
     length = x.shape[1]
     chunked = self.chunk is not None and length > self.chunk
     if chunked:
-      x, valid = time_chunks(x, -(-length // self.chunk))
+      n_chunks = -(-length // self.chunk)
+      x, chunk_valid = time_chunks(x, n_chunks)
+      if valid is not None:
+        chunk_valid = chunk_valid * time_chunks(valid[None], n_chunks)[0][:, 0]
 
     def pair(x, pair_states):
       recurrent, mlp = (nnx.merge(graphdef, state) for graphdef, state in zip(graphdefs, pair_states))
       if chunked:
-        x = pair_over_chunks(recurrent, mlp, x, valid, seq_axis)
+        x, h = pair_over_chunks(recurrent, mlp, x, chunk_valid, seq_axis)
       else:
-        x = mlp(recurrent(x, seq_axis=seq_axis), seq_axis=seq_axis)
-      return x, tuple(nnx.state(block, nnx.RngCount) for block in (recurrent, mlp))  # dropout draws advance
+        x, h = recurrent(x, valid=valid, seq_axis=seq_axis)
+        x, _ = mlp(x, seq_axis=seq_axis)
+      counts = tuple(nnx.state(block, nnx.RngCount) for block in (recurrent, mlp))  # dropout draws advance
+      return x, (counts, h)
 
-    x, counts = jax.lax.scan(pair, x, states)
+    x, (counts, h) = jax.lax.scan(pair, x, states)
     nnx.update(self.recurrent, counts[0])
     nnx.update(self.mlp, counts[1])
-    return from_time_chunks(x, length) if chunked else x
+    return (from_time_chunks(x, length) if chunked else x), h
 
-  def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
+  def __call__(self, x: Activations, *, length: int | None = None,
+               seq_axis: str | None = None) -> tuple[Activations, StackState]:
+    """x [B, T, d] -> (y [B, T, d], the state after the first `length` steps; None: all T).
+
+    The steps from `length` on are padding: they leave the state unchanged (and their outputs are not meaningful
+    to a caller that asks for the state).
+    """
     if not self.n:
-      return x
+      return x, StackState(())
+    valid = None if length in (None, x.shape[1]) else (jnp.arange(x.shape[1]) < length).astype(jnp.float32)
     if self.remat == "stack":  # the backward pass stores only the stack's input
-      return nnx.remat(lambda stack, x: stack._forward(x, seq_axis))(self, x)
-    return self._forward(x, seq_axis)
+      x, h = nnx.remat(lambda stack, x, valid: stack._forward(x, valid, seq_axis))(self, x, valid)
+    else:
+      x, h = self._forward(x, valid, seq_axis)
+    return x, StackState(tuple(h))
 
   def blocks(self) -> list[ResidualBlock]:
     """The residual blocks in order (recurrent, MLP, recurrent, ...), each a module of its own slice of the stacked
-    arrays (a copy: for reading, e.g. step parameters and prefill)."""
+    arrays (a copy: for reading, e.g. the step form's arrays)."""
     stacks = [nnx.split(blocks) for blocks in (self.recurrent, self.mlp)] if self.n else []
     return [nnx.merge(graphdef, jax.tree.map(lambda x: x[i], state))
             for i in range(self.n) for graphdef, state in stacks]
 
-  def step_params(self) -> list[dict]:
-    return [block.step_params() for block in self.blocks()]
+  # ---- step form ----
 
-  def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, list]:
-    """Parallel forward that also returns the step states of the blocks after the first `length` steps."""
-    states = []
-    for block in self.blocks():
-      x, state = block.prefill(x, length)
-      states.append(state)
-    return x, states
+  def decode_params(self) -> tuple[BlockDecode, ...]:
+    """The blocks' step-form arrays in order (recurrent, MLP, recurrent, ...)."""
+    return tuple(block.decode_params() for block in self.blocks())
+
+  @staticmethod
+  def init_state(params: tuple[BlockDecode, ...], batch: int) -> StackState:
+    return StackState(tuple(CGLRU.init_state(block.lru, batch) for block in params if block.lru is not None))
+
+  @staticmethod
+  def step(params: tuple[BlockDecode, ...], state: StackState, x: Frame) -> tuple[StackState, Frame]:
+    """One time step through the blocks in order, x_t [B, d] -> (state, y_t [B, d])."""
+    states, new = iter(state.h), []
+    for block in params:
+      if block.lru is None:
+        _, x = ResidualBlock.step(block, None, x)
+      else:
+        h, x = ResidualBlock.step(block, next(states), x)
+        new.append(h)
+    return StackState(tuple(new)), x
 
 
 def stacked(modules: list[nnx.Module]) -> nnx.Module:
@@ -197,10 +272,11 @@ def zero_state(x: jax.Array, channels: int) -> jax.Array:
 
 
 def pair_over_chunks(recurrent: ResidualBlock, mlp: ResidualBlock, chunks: jax.Array, valid: jax.Array,
-                     seq_axis: str | None) -> jax.Array:
-  """One temporal block over time chunks [n, B, L, d] (`time_chunks`): a `lax.scan` over the chunks that carries
-  the CG-LRU state, each chunk recomputed in the backward pass. The backward pass stores the chunks' inputs and
-  the states between them, and its transients are one chunk's, whatever the sequence length.
+                     seq_axis: str | None) -> tuple[jax.Array, RNNState]:
+  """One temporal block over time chunks [n, B, L, d] (`time_chunks`) -> (chunks out, the CG-LRU's last state): a
+  `lax.scan` over the chunks that carries the CG-LRU state, each chunk recomputed in the backward pass. The
+  backward pass stores the chunks' inputs and the states between them, and its transients are one chunk's,
+  whatever the sequence length.
 
   Time-sharded, the state entering this shard comes first (`entering_state`). Dropout draws one key per block and
   call and folds in the chunk index, so its masks (not their distribution) depend on the chunking, as they do on
@@ -218,9 +294,9 @@ def pair_over_chunks(recurrent: ResidualBlock, mlp: ResidualBlock, chunks: jax.A
     x, _ = mlp.forward(x, dropout_key=fold_in(keys[1], i))
     return h, x
 
-  _, chunks = jax.lax.scan(jax.checkpoint(chunk, prevent_cse=False), h,
+  h, chunks = jax.lax.scan(jax.checkpoint(chunk, prevent_cse=False), h,
                            (jnp.arange(chunks.shape[0]), chunks, valid))
-  return chunks
+  return chunks, h
 
 
 def entering_state(recurrent: ResidualBlock, chunks: jax.Array, valid: jax.Array, seq_axis: str) -> jax.Array:
@@ -242,45 +318,3 @@ def entering_state(recurrent: ResidualBlock, chunks: jax.Array, valid: jax.Array
 
 def fold_in(key: jax.Array | None, i: jax.Array) -> jax.Array | None:
   return None if key is None else jax.random.fold_in(key, i)
-
-
-def normalize(x: jax.Array, epsilon: jax.Array) -> jax.Array:
-  """LayerNorm without scale and bias, (x - mean) / sqrt(var + eps) over the last axis, var = E[x^2] - mean^2
-  (the fast variance of nnx.LayerNorm)."""
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  var = jnp.maximum(jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean), 0.0)
-  return (x - mean) * jax.lax.rsqrt(var + epsilon)
-
-
-def init_block_state(params: dict, batch: int) -> jax.Array | None:
-  """Zero step state of a residual block: the CG-LRU state, or None for an (stateless) MLP block."""
-  return lru.init_state(params["lru"], batch) if "lru" in params else None
-
-
-def block_step(params: dict, state: jax.Array | None, x: jax.Array) -> tuple[jax.Array | None, jax.Array]:
-  """One time step of a residual block, x [B, d] -> (state, y [B, d]); `params` from `ResidualBlock.step_params`.
-
-    [layer input, gate] = LN(x) [W_layer, W_g];  y = x + W_o (layer(...) * gelu(gate))   (no dropout: inference)
-  """
-  fused = normalize(x, params["epsilon"]) @ params["in_w"] + params["in_b"]
-  width = params["out_w"].shape[0]
-  layer_in, gate = fused[:, :-width], fused[:, -width:]
-  if "lru" in params:
-    state, mixed = lru.step(params["lru"], state, layer_in)
-  else:
-    mixed = layer_in
-  # The residual add goes last: XLA:CPU runs `x + m @ W + b` (add fused into the dot) about 2x slower.
-  return state, x + ((mixed * jax.nn.gelu(gate)) @ params["out_w"] + params["out_b"])
-
-
-def init_stack_state(params: list[dict], batch: int) -> list:
-  return [init_block_state(block, batch) for block in params]
-
-
-def stack_step(params: list[dict], state: list, x: jax.Array) -> tuple[list, jax.Array]:
-  """One time step through a temporal stack, x [B, d] -> (states, y [B, d])."""
-  new_state = []
-  for block, block_state in zip(params, state):
-    block_state, x = block_step(block, block_state, x)
-    new_state.append(block_state)
-  return new_state, x

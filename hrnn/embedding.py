@@ -5,6 +5,9 @@
 - linear: x scaled to [-1, 1], then a Dense layer 1 -> d.
 - learned: a 256 x d table.
 - learned-dropout: the same table followed by dropout.
+
+Every kind is a function of the token alone, so the step form is a [K, d] table of the parallel form's outputs
+(dropout off: inference), looked up one token at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from hrnn.array_typing import Activations, Frame, Token, Tokens
 
 
 def sinusoidal_embedding(tokens: jax.Array, width: int) -> jax.Array:
@@ -34,7 +39,7 @@ class Embedding(nnx.Module):
     self.table = nnx.Embed(num_classes, width, rngs=rngs) if kind.startswith("learned") else None
     self.dropout = nnx.Dropout(dropout, rngs=rngs) if kind == "learned-dropout" else None
 
-  def __call__(self, tokens: jax.Array) -> jax.Array:
+  def __call__(self, tokens: Tokens) -> Activations:
     if self.kind == "sinusoidal":
       return sinusoidal_embedding(tokens, self.width)
     if self.kind == "linear":
@@ -42,3 +47,14 @@ class Embedding(nnx.Module):
       return self.linear(scaled[..., None])
     x = self.table(tokens)
     return x if self.dropout is None else self.dropout(x)
+
+  def decode_params(self) -> jax.Array:
+    """The step form's table [K, d]: row k is the parallel form's embedding of token k, without dropout."""
+    embed = nnx.clone(self)
+    embed.eval()
+    return embed(jnp.arange(self.num_classes)[None])[0]
+
+  @staticmethod
+  def step(table: jax.Array, token: Token) -> Frame:
+    """Embeddings [B, d] of tokens [B]."""
+    return table[token]

@@ -1,4 +1,4 @@
-"""The complex gated linear recurrent unit (CG-LRU), reference.md section 1.
+"""The complex gated linear recurrent unit (CG-LRU); docs/model.md "CG-LRU" has the initialisation and parameters.
 
 For an input x_t in R^d:
 
@@ -9,6 +9,10 @@ For an input x_t in R^d:
   b_t   = sqrt(1 - |a_t|^2) (g^x_t z_t)
   h_t   = a_t h_{t-1} + b_t,   h_{-1} = 0                    (complex64, `hrnn.scan.linear_recurrence`)
   y_t   = W_y [Re h_t, Im h_t] + c_y                         in R^d
+
+`CGLRU` computes it in two forms that share `recurrence_coefficients`: the parallel form over a sequence
+(`__call__`, which also returns the last state) and the step form (`step`, one time step from the state h_{t-1},
+on the fused arrays of `decode_params`). Shapes follow `hrnn.array_typing`.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from __future__ import annotations
 import functools
 import math
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from hrnn import scan
+from hrnn.array_typing import Activations, Coefficient, Frame, Projection, RNNState, Valid
 
 # -8 in log a: with the gate fully open the per-step decay is r^8 (Griffin's constant c = 8).
 _DECAY_SCALE = 8.0
@@ -40,6 +46,20 @@ def _sqrt_bounded_jvp(max_gradient, primals, tangents):
   # 1 / (2 sqrt(x)) <= max_gradient  <=>  x >= 1 / (2 max_gradient)^2
   floor = 1.0 / (2.0 * max_gradient) ** 2
   return jnp.sqrt(x), dx / (2.0 * jnp.sqrt(jnp.maximum(x, floor)))
+
+
+def recurrence_coefficients(u: Projection, gate_x: jax.Array, gate_a: jax.Array, log_decay: jax.Array,
+                            theta: jax.Array) -> tuple[Coefficient, Coefficient]:
+  """(a_t, b_t), complex64 [..., n_c], from u_t [..., n_h] and the gates' pre-activations BD_x(u_t), BD_a(u_t)
+  [..., n_c]; log_decay = -8 softplus(Lambda) and theta are [n_c]. The one definition of the gate maths: both forms
+  of `CGLRU` call it."""
+  n_c = theta.shape[-1]
+  g_x, g_a = jax.nn.sigmoid(gate_x), jax.nn.sigmoid(gate_a)
+  log_abs_a = g_a * log_decay
+  a = jnp.exp(log_abs_a) * jnp.exp(1j * g_a * theta)  # exp(log|a| + i phase)
+  z = jax.lax.complex(u[..., :n_c], u[..., n_c:])
+  b = sqrt_bounded_derivative(1.0 - jnp.exp(2.0 * log_abs_a)) * (g_x * z)
+  return a.astype(jnp.complex64), b.astype(jnp.complex64)
 
 
 class BlockDiagonal(nnx.Module):
@@ -69,8 +89,24 @@ def _init_lambda(key: jax.Array, n: int, r_min: float, r_max: float) -> jax.Arra
   return jnp.log(jnp.expm1(y))  # softplus^{-1}(y) = log(e^y - 1)
 
 
+@flax.struct.dataclass
+class CGLRUDecode:
+  """The step form's arrays (`CGLRU.decode_params`). The input projection W_u is not here: the residual block
+  fuses it with its own gate matmul (`hrnn.blocks.BlockDecode`)."""
+
+  gates_w: jax.Array  # [G, n_h/G, 2 n_c/G]: per block, BD_x's outputs then BD_a's (the two gates share u)
+  gates_b: jax.Array  # [G, 2 n_c/G]
+  log_decay: jax.Array  # [n_c], -8 softplus(Lambda): log|a_t| = g^a_t log_decay
+  theta: jax.Array  # [n_c]
+  out_w: jax.Array  # [n_h, d], W_y
+  out_b: jax.Array  # [d], c_y
+
+
 class CGLRU(nnx.Module):
-  """Complex gated linear recurrent unit mapping [B, T, d] -> [B, T, d] (equations in the module docstring)."""
+  """Complex gated linear recurrent unit, [B, T, d] -> [B, T, d] (equations in the module docstring).
+
+  State: h_t, complex64 [B, n_c] (`RNNState`), zeros before the first step.
+  """
 
   def __init__(self, width: int, lru_width: int, gate_blocks: int, *, r_min: float, r_max: float,
                max_phase: float, scan_backend: str | None, rngs: nnx.Rngs):
@@ -84,90 +120,60 @@ class CGLRU(nnx.Module):
     self.theta = nnx.Param(jax.random.uniform(rngs.params(), (n_c,), minval=0.0, maxval=max_phase))
     self.out_proj = nnx.Linear(lru_width, width, rngs=rngs)
 
-  def coefficients(self, x: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  def log_decay(self) -> jax.Array:
+    """-8 softplus(Lambda) [n_c]: log|a_t| = g^a_t times it."""
+    return -_DECAY_SCALE * jax.nn.softplus(self.a_param[...])
+
+  # ---- parallel form (training, evaluation, prefill) ----
+
+  def coefficients(self, x: Activations, valid: Valid | None = None) -> tuple[Coefficient, Coefficient]:
     """The recurrence coefficients (a, b), complex64 [..., T, n_c], for inputs x [..., T, d] (no time mixing).
 
     `valid` [T] (optional) marks padded steps with 0: there a = 1 and b = 0, so the state passes them unchanged.
     """
     u = self.in_proj(x)
-    g_x = jax.nn.sigmoid(self.gate_x(u))
-    g_a = jax.nn.sigmoid(self.gate_a(u))
-    log_abs_a = -_DECAY_SCALE * g_a * jax.nn.softplus(self.a_param[...])
-    a = jnp.exp(log_abs_a) * jnp.exp(1j * g_a * self.theta[...])  # exp(log|a| + i phase), complex64
-    z = jax.lax.complex(u[..., :self.n_c], u[..., self.n_c:])
-    b = sqrt_bounded_derivative(1.0 - jnp.exp(2.0 * log_abs_a)) * (g_x * z)
-    a, b = a.astype(jnp.complex64), b.astype(jnp.complex64)
+    a, b = recurrence_coefficients(u, self.gate_x(u), self.gate_a(u), self.log_decay(), self.theta[...])
     if valid is None:
       return a, b
     keep = valid[:, None] > 0
     return jnp.where(keep, a, 1), jnp.where(keep, b, 0)
 
-  def readout(self, h: jax.Array) -> jax.Array:
+  def readout(self, h: RNNState) -> jax.Array:
     """y = W_y [Re h, Im h] + c_y for states h [..., n_c]."""
     return self.out_proj(jnp.concatenate([h.real, h.imag], axis=-1))
 
-  def __call__(self, x: jax.Array, h0: jax.Array | None = None, *, valid: jax.Array | None = None,
-               seq_axis: str | None = None) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: Activations, h0: RNNState | None = None, *, valid: Valid | None = None,
+               seq_axis: str | None = None) -> tuple[Activations, RNNState]:
     """x [B, T, d] -> (y [B, T, d], the last state h_{T-1} [B, n_c] complex64), from the state h0 [B, n_c] before
-    the first step (zeros when None); `valid` as in `coefficients`. With `seq_axis` (time sharded), h0 enters the
-    first shard and the last state is the local shard's."""
+    the first step (zeros when None); `valid` as in `coefficients` (the last state is then the state after the
+    last real step). With `seq_axis` (time sharded), h0 enters the first shard and the last state is the local
+    shard's."""
     a, b = self.coefficients(x, valid)  # [B, T, n_c]
     h, h_last = scan.linear_recurrence(a, b, h0, backend=self.scan_backend, seq_axis=seq_axis)
     return self.readout(h), h_last
 
-  # ---- step mode (one time step at a time, for generation) ----
+  # ---- step form (generation: one time step from the previous state) ----
 
-  def step_params(self) -> dict[str, jax.Array]:
-    """Plain arrays for `step`, with the two gate projections (which share u) fused into one block-diagonal map.
+  def decode_params(self) -> CGLRUDecode:
+    """The step form's arrays, with the two gate maps (which share u) fused into one block-diagonal map."""
+    return CGLRUDecode(
+        gates_w=jnp.concatenate([self.gate_x.w[...], self.gate_a.w[...]], axis=-1),
+        gates_b=jnp.concatenate([self.gate_x.b[...], self.gate_a.b[...]], axis=-1),
+        log_decay=self.log_decay(), theta=self.theta[...],
+        out_w=self.out_proj.kernel[...], out_b=self.out_proj.bias[...])
 
-    The input projection u = W_u x + c_u is not included: the residual block fuses it with its own gate matmul.
-    """
-    return {
-        "gates_w": jnp.concatenate([self.gate_x.w[...], self.gate_a.w[...]], axis=-1),  # [G, n_h/G, 2 n_c/G]
-        "gates_b": jnp.concatenate([self.gate_x.b[...], self.gate_a.b[...]], axis=-1),  # [G, 2 n_c/G]
-        "log_decay": -_DECAY_SCALE * jax.nn.softplus(self.a_param[...]),  # log|a| = g_a * log_decay
-        "theta": self.theta[...],
-        "out_w": self.out_proj.kernel[...],
-        "out_b": self.out_proj.bias[...],
-    }
+  @staticmethod
+  def init_state(params: CGLRUDecode, batch: int) -> RNNState:
+    """h_{-1} = 0, complex64 [batch, n_c]."""
+    return jnp.zeros((batch, params.theta.shape[0]), jnp.complex64)
 
-  def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, jax.Array]:
-    """Parallel forward of x [B, T, d] that also returns the step state after the first `length` steps."""
-    a, b = self.coefficients(x)
-    h, _ = scan.linear_recurrence(a, b, backend=self.scan_backend)
-    last = h[:, length - 1]
-    return self.readout(h), jnp.concatenate([last.real, last.imag], axis=-1)
-
-
-def init_state(params: dict[str, jax.Array], batch: int) -> jax.Array:
-  """The zero state h_{-1} = 0 as a real array [batch, n_h] holding [Re h, Im h]."""
-  return jnp.zeros((batch, 2 * params["theta"].shape[0]), jnp.float32)
-
-
-def step(params: dict[str, jax.Array], h: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """One CG-LRU time step in real arithmetic (the module docstring's equations with h = [Re h, Im h]).
-
-  Args:
-    params: `CGLRU.step_params()`.
-    h: [B, n_h] previous state [Re h_{t-1}, Im h_{t-1}].
-    u: [B, n_h] input projection u_t = W_u x_t + c_u; its halves are [Re z_t, Im z_t].
-
-  Returns:
-    (h_t, y_t): the new state [B, n_h] and the readout W_y [Re h_t, Im h_t] + c_y [B, d].
-  """
-  n_c = u.shape[-1] // 2
-  w = params["gates_w"]
-  blocks, block_in, block_out = w.shape
-  gates = jnp.einsum("bgi,gio->bgo", u.reshape(-1, blocks, block_in), w) + params["gates_b"]  # [B, G, 2 n_c/G]
-  gates = jax.nn.sigmoid(gates)
-  g_x = gates[..., :block_out // 2].reshape(-1, n_c)
-  g_a = gates[..., block_out // 2:].reshape(-1, n_c)
-  log_abs_a = g_a * params["log_decay"]
-  abs_a = jnp.exp(log_abs_a)
-  phase = g_a * params["theta"]
-  a_re, a_im = abs_a * jnp.cos(phase), abs_a * jnp.sin(phase)
-  scale = jnp.sqrt(1.0 - jnp.exp(2.0 * log_abs_a)) * g_x  # b_t = scale * z_t
-  h_re, h_im = h[:, :n_c], h[:, n_c:]
-  h = jnp.concatenate([a_re * h_re - a_im * h_im + scale * u[:, :n_c],
-                       a_re * h_im + a_im * h_re + scale * u[:, n_c:]], axis=-1)
-  return h, h @ params["out_w"] + params["out_b"]
+  @staticmethod
+  def step(params: CGLRUDecode, h: RNNState, u: Frame) -> tuple[RNNState, Frame]:
+    """One time step: (h_{t-1} [B, n_c], u_t = W_u x_t + c_u [B, n_h]) -> (h_t, y_t [B, d])."""
+    blocks, block_in, block_out = params.gates_w.shape
+    gates = jnp.einsum("bgi,gio->bgo", u.reshape(-1, blocks, block_in), params.gates_w) + params.gates_b
+    gate_x = gates[..., :block_out // 2].reshape(u.shape[0], -1)
+    gate_a = gates[..., block_out // 2:].reshape(u.shape[0], -1)
+    a, b = recurrence_coefficients(u, gate_x, gate_a, params.log_decay, params.theta)
+    h = a * h + b
+    return h, jnp.concatenate([h.real, h.imag], axis=-1) @ params.out_w + params.out_b

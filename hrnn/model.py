@@ -1,4 +1,4 @@
-"""HarmonicRNN: a U-Net of CG-LRU temporal blocks with causal pooling (paper Fig. 1b, reference.md section 1).
+"""HarmonicRNN: a U-Net of CG-LRU temporal blocks with causal pooling (paper Fig. 1b; docs/model.md).
 
   tokens x_0..x_{T-1} in 0..255
   input   = [0, x_0, .., x_{T-2}]                       shift right, start token 0
@@ -12,29 +12,52 @@
 Inputs whose length is not a multiple of the total pool factor are right-padded inside and cropped back; because
 the network is causal the padding never changes the outputs at real positions.
 
-Step mode (generation, `hrnn.sampling`): `HarmonicRNN.step_params()` gives fused plain arrays, `init_state` /
-`step` / `token_step` advance one token, `HarmonicRNN.prefill` runs the parallel forward and returns the state.
+Like its layers, `Level` and `HarmonicRNN` hold a parallel form (`__call__`; `HarmonicRNN.prefill` is the same
+forward returning the step state after the tokens) and a step form (`decode_params`, `init_state`, `step`, one
+token at a time; `hrnn.sampling` drives it). Shapes follow `hrnn.array_typing`.
 """
 
 from __future__ import annotations
 
-import functools
+from typing import NamedTuple
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn.blocks import TemporalStack, init_stack_state, normalize, stack_step
+from hrnn.array_typing import Activations, Frame, Logits, StepLogits, Token, Tokens
+from hrnn.blocks import BlockDecode, StackState, TemporalStack, standardize
 from hrnn.config import ModelConfig
 from hrnn.embedding import Embedding
-from hrnn.pooling import (DownPool, UpPool, down_pool_accumulate, down_pool_close, init_down_state, init_up_state,
-                          up_pool_step)
+from hrnn.pooling import DownPool, PoolDecode, UpPool
 
 START_TOKEN = 0
 
 
+class LevelState(NamedTuple):
+  """Step state of a U-Net level. The innermost level has only `down`; a pooled level (pool p) has all five."""
+
+  down: StackState  # the down (or innermost) stack's
+  pool: Frame | None = None  # [B, d], the down-pool's partial sum of the open window
+  inner: LevelState | None = None  # the inner level's
+  unpool: jax.Array | None = None  # [B, p, d], the up-pool's outputs of the last coarse step
+  up: StackState | None = None  # the up stack's
+
+
+@flax.struct.dataclass
+class LevelDecode:
+  """The step form's arrays of a level (`Level.decode_params`), fields as in `LevelState`."""
+
+  down: tuple[BlockDecode, ...]
+  pool: PoolDecode | None = None
+  inner: LevelDecode | None = None
+  unpool: PoolDecode | None = None
+  up: tuple[BlockDecode, ...] | None = None
+
+
 class Level(nnx.Module):
-  """One U-Net level: a down stack, optionally the pooled inner level, an up stack."""
+  """One U-Net level: a down stack, optionally the pooled inner level, an up stack. State: `LevelState`."""
 
   def __init__(self, cfg: ModelConfig, level: int, *, rngs: nnx.Rngs):
     num_blocks = cfg.num_blocks(level)
@@ -49,37 +72,96 @@ class Level(nnx.Module):
       self.up_pool = UpPool(cfg.width, p, cfg.groups, num_blocks, rngs=rngs)
       self.up_stack = TemporalStack(cfg, cfg.blocks[level], num_blocks, rngs=rngs)
 
-  def __call__(self, x: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
-    x = self.down_stack(x, seq_axis=seq_axis)
-    if self.inner is None:
-      return x
-    pooled = self.up_pool(self.inner(self.down_pool(x, seq_axis=seq_axis), seq_axis=seq_axis))
-    return self.up_stack(x + pooled, seq_axis=seq_axis)
+  # ---- parallel form ----
 
-  def step_params(self) -> dict:
-    """Plain arrays for `level_step`: the stacks', the pools' and the inner level's, nested."""
-    params = {"down": self.down_stack.step_params()}
-    if self.inner is not None:
-      params.update(pool=self.down_pool.step_params(), inner=self.inner.step_params(),
-                    unpool=self.up_pool.step_params(), up=self.up_stack.step_params())
-    return params
-
-  def prefill(self, x: jax.Array, length: int) -> tuple[jax.Array, dict]:
-    """Parallel forward of x [B, T, d] (T a multiple of the pool factors below) that also returns the step state
-    after the first `length` steps of this level."""
-    x, down = self.down_stack.prefill(x, length)
+  def __call__(self, x: Activations, *, length: int | None = None,
+               seq_axis: str | None = None) -> tuple[Activations, LevelState]:
+    """x [B, T, d] (T a multiple of the pool factors below) -> (y [B, T, d], the state after the first `length`
+    steps; None: all T). Steps from `length` on are padding that leaves the state unchanged."""
+    x, down = self.down_stack(x, length=length, seq_axis=seq_axis)
     if self.inner is None:
-      return x, {"down": down}
-    coarse_length = -(-length // self.down_pool.p)  # coarse steps taken during the first `length` fine steps
-    coarse, pool = self.down_pool.prefill(x, length)
-    inner_out, inner = self.inner.prefill(coarse, coarse_length)
-    pooled, unpool = self.up_pool.prefill(inner_out, coarse_length)
-    x, up = self.up_stack.prefill(x + pooled, length)
-    return x, {"down": down, "pool": pool, "inner": inner, "unpool": unpool, "up": up}
+      return x, LevelState(down)
+    coarse_length = None if length is None else -(-length // self.down_pool.p)  # coarse steps taken by then
+    coarse, pool = self.down_pool(x, length=length, seq_axis=seq_axis)
+    inner_out, inner = self.inner(coarse, length=coarse_length, seq_axis=seq_axis)
+    pooled, unpool = self.up_pool(inner_out, length=coarse_length)
+    x, up = self.up_stack(x + pooled, length=length, seq_axis=seq_axis)
+    return x, LevelState(down, pool, inner, unpool, up)
+
+  # ---- step form ----
+
+  def decode_params(self) -> LevelDecode:
+    if self.inner is None:
+      return LevelDecode(self.down_stack.decode_params())
+    return LevelDecode(self.down_stack.decode_params(), self.down_pool.decode_params(), self.inner.decode_params(),
+                       self.up_pool.decode_params(), self.up_stack.decode_params())
+
+  @staticmethod
+  def init_state(params: LevelDecode, batch: int) -> LevelState:
+    down = TemporalStack.init_state(params.down, batch)
+    if params.inner is None:
+      return LevelState(down)
+    return LevelState(down, DownPool.init_state(params.pool, batch), Level.init_state(params.inner, batch),
+                      UpPool.init_state(params.unpool, batch), TemporalStack.init_state(params.up, batch))
+
+  @staticmethod
+  def step(params: LevelDecode, state: LevelState, x: Frame, offset: jax.Array, *,
+           depth: int) -> tuple[LevelState, Frame]:
+    """One time step, x_t [B, d] -> (state, y_t [B, d]).
+
+    At fine step t = kp of a pooled level the down-pool window (frames kp-p+1 .. kp) is complete: the inner level
+    steps once on c_k and its output gives the p fine up-pool outputs for steps kp .. kp+p-1, kept in the state.
+    `depth` (static) says how many levels below this one step now: 0 means the inner level does not, and `offset`
+    (traced, 1..p-1) is then t - kp for the first level that does not step (unused when that is the innermost).
+    """
+    down, x = TemporalStack.step(params.down, state.down, x)
+    if params.inner is None:
+      return LevelState(down), x
+    if depth == 0:
+      pool = DownPool.accumulate(params.pool, state.pool, x, offset)
+      inner, unpool = state.inner, state.unpool
+      pooled = unpool[:, offset]
+    else:
+      pool, coarse = DownPool.close(params.pool, state.pool, x)
+      inner, inner_out = Level.step(params.inner, state.inner, coarse, offset, depth=depth - 1)
+      unpool = UpPool.step(params.unpool, inner_out)
+      pooled = unpool[:, 0]
+    up, x = TemporalStack.step(params.up, state.up, x + pooled)
+    return LevelState(down, pool, inner, unpool, up), x
+
+
+class State(NamedTuple):
+  """Step state of the whole model."""
+
+  pos: jax.Array  # int32 [], the number of tokens taken (the position of the next prediction)
+  net: LevelState
+
+
+@flax.struct.dataclass
+class ModelDecode:
+  """The step form's arrays of the whole model (`HarmonicRNN.decode_params`): a pytree, so it passes through jit."""
+
+  embed: jax.Array  # [K, d], `Embedding.decode_params`
+  net: LevelDecode
+  head_w: jax.Array  # [d, K], the head with the final LayerNorm's scale folded in, diag(s) W
+  head_b: jax.Array  # [K], beta W + c
+  epsilon: float = flax.struct.field(pytree_node=False)  # the final LayerNorm's
+
+  @property
+  def pool_factors(self) -> tuple[int, ...]:
+    """The pool factors, outer -> inner."""
+    factors, level = [], self.net
+    while level.inner is not None:
+      factors.append(level.unpool.w.shape[0])
+      level = level.inner
+    return tuple(factors)
 
 
 class HarmonicRNN(nnx.Module):
-  """Autoregressive model over 8-bit tokens: int [B, T] -> logits [B, T, num_classes] (position t predicts x_t)."""
+  """Autoregressive model over 8-bit tokens: int [B, T] -> logits [B, T, num_classes] (position t predicts x_t).
+
+  State (step form): `State`, the position and every level's `LevelState`.
+  """
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
@@ -88,9 +170,9 @@ class HarmonicRNN(nnx.Module):
     self.final_norm = nnx.LayerNorm(cfg.width, rngs=rngs)
     self.head = nnx.Linear(cfg.width, cfg.num_classes, rngs=rngs)
 
-  def __call__(self, tokens: jax.Array, *, seq_axis: str | None = None) -> jax.Array:
-    """tokens: int [B, T]. With `seq_axis` (inside shard_map, time sharded), T is the local shard length, must
-    be a multiple of `cfg.total_pool`, and the input shift takes the previous shard's last token."""
+  # ---- parallel form ----
+
+  def _forward(self, tokens: Tokens, seq_axis: str | None, exact_state: bool) -> tuple[Logits, State]:
     length = tokens.shape[1]
     inputs = shift_right(tokens, seq_axis)
     if seq_axis is None:
@@ -98,83 +180,46 @@ class HarmonicRNN(nnx.Module):
     elif length % self.cfg.total_pool:
       raise ValueError(f"sharded forward needs a local length that is a multiple of {self.cfg.total_pool}, "
                        f"got {length}; pad the sequence with hrnn.sharding.pad_for_mesh first")
-    x = self.net(self.embed(inputs), seq_axis=seq_axis)
-    return self.head(self.final_norm(x))[:, :length]
+    # Masking the padding out of the states costs a select per CG-LRU step: only prefill asks for it.
+    x, net = self.net(self.embed(inputs), length=length if exact_state else None, seq_axis=seq_axis)
+    return self.head(self.final_norm(x))[:, :length], State(jnp.asarray(length, jnp.int32), net)
 
-  def step_params(self) -> dict:
-    """Plain arrays for the step mode (`init_state`, `step`): a [num_classes, d] embedding table (every embedding
-    kind is a function of the token alone; dropout is off at inference), the levels' fused parameters, and the
-    head with the final LayerNorm's scale and bias folded in."""
-    embed = nnx.clone(self.embed)
-    embed.eval()
-    w, b = self.head.kernel[...], self.head.bias[...]
-    return {
-        "embed": embed(jnp.arange(self.cfg.num_classes)[None])[0],
-        "net": self.net.step_params(),
-        "head_w": self.final_norm.scale[...][:, None] * w,
-        "head_b": self.final_norm.bias[...] @ w + b,
-        "epsilon": jnp.float32(self.final_norm.epsilon),
-    }
+  def __call__(self, tokens: Tokens, *, seq_axis: str | None = None) -> Logits:
+    """tokens: int [B, T]. With `seq_axis` (inside shard_map, time sharded), T is the local shard length, must
+    be a multiple of `cfg.total_pool`, and the input shift takes the previous shard's last token."""
+    return self._forward(tokens, seq_axis, exact_state=False)[0]
 
-  def prefill(self, tokens: jax.Array) -> tuple[jax.Array, dict]:
+  def prefill(self, tokens: Tokens) -> tuple[Logits, State]:
     """The parallel forward of tokens [B, T] that also returns the step state after it.
 
     Returns (logits [B, T, num_classes] equal to `self(tokens)`, state): the state has consumed the inputs
     START, x_0 .. x_{T-2}; the next `step` takes x_{T-1} and predicts x_T.
     """
-    length = tokens.shape[1]
-    inputs = pad_to_multiple(shift_right(tokens), self.cfg.total_pool)
-    x, net = self.net.prefill(self.embed(inputs), length)
-    logits = self.head(self.final_norm(x))[:, :length]
-    return logits, {"pos": jnp.asarray(length, jnp.int32), "net": net}
+    return self._forward(tokens, None, exact_state=True)
 
+  # ---- step form ----
 
-def init_level_state(params: dict, batch: int) -> dict:
-  """Zero step state of a level (`Level.step_params` structure)."""
-  state = {"down": init_stack_state(params["down"], batch)}
-  if "inner" in params:
-    state.update(pool=init_down_state(params["pool"], batch), inner=init_level_state(params["inner"], batch),
-                 unpool=init_up_state(params["unpool"], batch), up=init_stack_state(params["up"], batch))
-  return state
+  def decode_params(self) -> ModelDecode:
+    """The step form's arrays: the embedding table, the levels' fused arrays, the head with the final LayerNorm's
+    scale and bias folded in (as in `hrnn.blocks.BlockDecode`)."""
+    w, b = self.head.kernel[...], self.head.bias[...]
+    return ModelDecode(embed=self.embed.decode_params(), net=self.net.decode_params(),
+                       head_w=self.final_norm.scale[...][:, None] * w, head_b=self.final_norm.bias[...] @ w + b,
+                       epsilon=self.final_norm.epsilon)
 
+  @staticmethod
+  def init_state(params: ModelDecode, batch: int) -> State:
+    """The state before the first token: position 0, every recurrence and pooling buffer zero."""
+    return State(jnp.zeros((), jnp.int32), Level.init_state(params.net, batch))
 
-def level_step(params: dict, state: dict, x: jax.Array, offset: jax.Array, *, depth: int) -> tuple[dict, jax.Array]:
-  """One step of a level, x [B, d] -> (state, y [B, d]).
-
-  At fine step t = kp of a pooled level the down-pool window (frames kp-p+1 .. kp) is complete: the inner level
-  steps once on c_k and its output gives the p fine up-pool outputs for steps kp .. kp+p-1, kept in the state.
-  `depth` (static) says how many levels below this one step now: 0 means the inner level does not, and `offset`
-  (traced, 1..p-1) is then t - kp for the first level that does not step (unused when that is the innermost).
-  """
-  state = dict(state)
-  state["down"], x = stack_step(params["down"], state["down"], x)
-  if "inner" not in params:
-    return state, x
-  if depth == 0:
-    state["pool"] = down_pool_accumulate(params["pool"], state["pool"], x, offset)
-    pooled = state["unpool"][:, offset]
-  else:
-    coarse = down_pool_close(params["pool"], state["pool"], x)
-    state["pool"] = jnp.zeros_like(coarse)
-    state["inner"], inner_out = level_step(params["inner"], state["inner"], coarse, offset, depth=depth - 1)
-    state["unpool"] = up_pool_step(params["unpool"], inner_out)
-    pooled = state["unpool"][:, 0]
-  state["up"], x = stack_step(params["up"], state["up"], x + pooled)
-  return state, x
-
-
-def step_pool_factors(params: dict) -> tuple[int, ...]:
-  """The pool factors (outer -> inner) of a model's step parameters."""
-  factors, level = [], params["net"]
-  while "inner" in level:
-    factors.append(level["unpool"]["w"].shape[0])
-    level = level["inner"]
-  return tuple(factors)
-
-
-def init_state(params: dict, batch: int) -> dict:
-  """The step state before the first token: position 0, every recurrence and pooling buffer zero."""
-  return {"pos": jnp.zeros((), jnp.int32), "net": init_level_state(params["net"], batch)}
+  @staticmethod
+  def step(params: ModelDecode, state: State, token: Token, offset: jax.Array, *,
+           depth: int) -> tuple[State, StepLogits]:
+    """One token at a static `depth` with a traced `offset` (`Level.step`, `step_depth`): the previous token
+    x_{t-1} [B] (START_TOKEN at t = 0) -> (state, logits [B, num_classes] for x_t)."""
+    net, x = Level.step(params.net, state.net, Embedding.step(params.embed, token), offset, depth=depth)
+    logits = standardize(x, params.epsilon) @ params.head_w + params.head_b
+    return State(state.pos + 1, net), logits
 
 
 def step_depth(factors: tuple[int, ...], pos: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -187,28 +232,6 @@ def step_depth(factors: tuple[int, ...], pos: jax.Array) -> tuple[jax.Array, jax
   rate = jnp.asarray(rates)[depth]
   window = jnp.asarray(factors + (1,))[depth]
   return depth, (pos // rate) % window
-
-
-def token_step(params: dict, state: dict, token: jax.Array, offset: jax.Array, *,
-               depth: int) -> tuple[dict, jax.Array]:
-  """One step of the whole model at a static `depth` with a traced `offset` (see `level_step`, `step_depth`).
-
-  token: int [B], the previous token x_{t-1} (START_TOKEN at t = 0) -> (state, logits [B, num_classes] for x_t).
-  """
-  net, x = level_step(params["net"], state["net"], params["embed"][token], offset, depth=depth)
-  logits = normalize(x, params["epsilon"]) @ params["head_w"] + params["head_b"]
-  return {"pos": state["pos"] + 1, "net": net}, logits
-
-
-def step(params: dict, state: dict, token: jax.Array) -> tuple[dict, jax.Array]:
-  """One step of the whole model at any position: `token_step` with the depth chosen by a `lax.switch`.
-
-  For long generation the nested scans of `hrnn.sampling` avoid this per-token branch.
-  """
-  factors = step_pool_factors(params)
-  depth, offset = step_depth(factors, state["pos"])
-  branches = [functools.partial(token_step, depth=m) for m in range(len(factors) + 1)]
-  return jax.lax.switch(depth, branches, params, state, token, offset)
 
 
 def shift_right(tokens: jax.Array, seq_axis: str | None = None) -> jax.Array:

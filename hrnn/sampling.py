@@ -1,9 +1,11 @@
 """Step-wise generation: HarmonicRNN one token at a time, in constant memory and constant work per token.
 
-Every layer has a step form beside its parallel form (`step_params`, `prefill` methods and `init_state`, `*_step`
-functions in hrnn/lru.py, blocks.py, pooling.py, model.py). This module drives them fast:
+Every layer class holds a step form beside its parallel form (`decode_params`, `init_state`, `step` in
+hrnn/lru.py, blocks.py, pooling.py, embedding.py, model.py; the state of each is typed, e.g. `hrnn.model.State`).
+This module drives them fast:
 
-- `StepModel`: the model's fused step parameters (a pytree) with `init_state(batch)` and `step(state, token)`.
+- `StepModel`: the model's step-form arrays (`HarmonicRNN.decode_params`: a pytree, matmuls that share an input
+  fused) with `init_state(batch)` and `step(state, token)`.
 - `prefill(model, tokens)`: the parallel forward over a prompt that also returns the state after it.
 - Runs of tokens are nested `lax.scan`s over the pooling hierarchy. With pool factors p_0..p_{L-1} and total pool
   R = prod p, time splits into blocks of R tokens. A token at depth m steps levels 0..m only (levels 0..m-1 close
@@ -16,7 +18,7 @@ functions in hrnn/lru.py, blocks.py, pooling.py, model.py). This module drives t
   so each token runs exactly the layers it needs. The only branch, `j > 0` at levels >= 2, runs once per >= 2
   tokens and keeps a single copy of each token kind in the compiled program (short compiles). Runs start on a
   block boundary: a prompt's whole blocks are prefilled and its last few tokens forced through the loop; a length
-  that is not a multiple of R runs the last block to its end and drops the surplus. `hrnn.model.step` (a
+  that is not a multiple of R runs the last block to its end and drops the surplus. `StepModel.step` (a
   `lax.switch` on the depth) takes single steps at any position.
 - Sampling is categorical with temperature, keyed by (seed, stream, position): a stream's samples do not depend on
   the batch size or on how the run is chunked.
@@ -41,7 +43,7 @@ from tqdm.auto import tqdm
 from hrnn import model as model_lib
 from hrnn.data.specs import SAMPLE_RATE
 from hrnn.errors import HrnnError
-from hrnn.model import HarmonicRNN
+from hrnn.model import HarmonicRNN, ModelDecode, State
 
 # Tokens per compiled call when streaming: 0.1 s of audio, a progress update every few seconds on a CPU.
 CHUNK_TOKENS = 1_600
@@ -56,29 +58,29 @@ class SamplingError(HrnnError, ValueError):
 
 @flax.struct.dataclass
 class StepModel:
-  """HarmonicRNN in step mode. A pytree of plain arrays (`HarmonicRNN.step_params`), so it passes through jit.
+  """HarmonicRNN in step form: its arrays (`HarmonicRNN.decode_params`), a pytree, so it passes through jit.
 
     state = sm.init_state(batch)
     state, logits = sm.step(state, token)    # token = x_{t-1} (START_TOKEN at t = 0); logits predict x_t
   """
 
-  params: dict
+  params: ModelDecode
 
   @classmethod
   def from_model(cls, model: HarmonicRNN) -> StepModel:
-    return cls(_step_params(model))
+    return cls(_decode_params(model))
 
   @property
   def pool_factors(self) -> tuple[int, ...]:
-    return model_lib.step_pool_factors(self.params)
+    return self.params.pool_factors
 
   @property
   def total_pool(self) -> int:
     return int(np.prod(self.pool_factors, dtype=np.int64))
 
-  def init_state(self, batch: int) -> dict:
+  def init_state(self, batch: int) -> State:
     """The state before the first token (position 0, all zeros)."""
-    return model_lib.init_state(self.params, batch)
+    return HarmonicRNN.init_state(self.params, batch)
 
   def step(self, state: dict, token: jax.Array) -> tuple[dict, jax.Array]:
     """One token at any position: int [B] -> (state, logits [B, num_classes])."""
@@ -86,26 +88,26 @@ class StepModel:
 
 
 @nnx.jit
-def _step_params(model: HarmonicRNN) -> dict:
-  return model.step_params()
+def _decode_params(model: HarmonicRNN) -> ModelDecode:
+  return model.decode_params()
 
 
 @nnx.jit
-def prefill(model: HarmonicRNN, tokens: jax.Array) -> tuple[jax.Array, dict]:
+def prefill(model: HarmonicRNN, tokens: jax.Array) -> tuple[jax.Array, State]:
   """`HarmonicRNN.prefill` compiled: (logits [B, T, K], state after tokens [B, T]; its next input is x_{T-1})."""
   return model.prefill(tokens)
 
 
-def _run_blocks(params: dict, carry: tuple, n_blocks: jax.Array, emit: Emit) -> tuple:
+def _run_blocks(params: ModelDecode, carry: tuple, n_blocks: jax.Array, emit: Emit) -> tuple:
   """Runs `n_blocks` (may be traced) blocks of R tokens from carry = (state, token, extra) at a multiple of R,
   as nested scans over the pooling hierarchy (module docstring); `emit` turns each step's logits into the next
   input."""
-  factors = model_lib.step_pool_factors(params)
+  factors = params.pool_factors
 
   def token_at(depth, carry, offset):
     state, token, extra = carry
-    pos = state["pos"]
-    state, logits = model_lib.token_step(params, state, token, offset, depth=depth)
+    pos = state.pos
+    state, logits = HarmonicRNN.step(params, state, token, offset, depth=depth)
     extra, token = emit(extra, pos, logits)
     return state, token, extra
 
@@ -154,9 +156,9 @@ def _sample_emit(extra, pos, logits):
 
 
 @functools.partial(jax.jit, static_argnames="length")
-def sample_chunk(step_model: StepModel, state: dict, token: jax.Array, keys: jax.Array, temperature: jax.Array,
+def sample_chunk(step_model: StepModel, state: State, token: jax.Array, keys: jax.Array, temperature: jax.Array,
                  n_blocks: jax.Array, forced: jax.Array, forced_end: jax.Array, *,
-                 length: int) -> tuple[dict, jax.Array, jax.Array]:
+                 length: int) -> tuple[State, jax.Array, jax.Array]:
   """Takes n_blocks * R <= length steps from a state at a multiple of R; one compiled program for any n_blocks.
 
   Args:
@@ -184,7 +186,7 @@ def chunk_length(total_pool: int, chunk_tokens: int = CHUNK_TOKENS) -> int:
   return -(-chunk_tokens // total_pool) * total_pool
 
 
-def sample_stream(step_model: StepModel, state: dict, token: jax.Array, n_tokens: int, *, keys: jax.Array,
+def sample_stream(step_model: StepModel, state: State, token: jax.Array, n_tokens: int, *, keys: jax.Array,
                   temperature: float = 1.0, forced: np.ndarray | None = None,
                   chunk_tokens: int = CHUNK_TOKENS) -> Iterator[np.ndarray]:
   """The tokens of positions t0 .. t0 + n_tokens - 1 from a state at t0 (a multiple of R), in int32 [B, n] chunks.
@@ -218,7 +220,7 @@ def sample_stream(step_model: StepModel, state: dict, token: jax.Array, n_tokens
 
 
 def start(model: HarmonicRNN, step_model: StepModel, prompt: np.ndarray | None,
-          batch: int) -> tuple[dict, jax.Array, np.ndarray, np.ndarray]:
+          batch: int) -> tuple[State, jax.Array, np.ndarray, np.ndarray]:
   """Where a run begins: (state at t0, input at t0, the prompt's tokens from t0 (forced), its tokens before t0).
 
   t0 is the last multiple of R within the prompt: the prompt's whole blocks go through the parallel forward
@@ -252,7 +254,7 @@ def teacher_forced(step_model: StepModel, tokens: jax.Array) -> jax.Array:
   n_blocks = -(-length // total_pool)
   inputs = model_lib.shift_right(model_lib.pad_to_multiple(tokens, total_pool))
   inputs = jnp.pad(inputs, ((0, 0), (0, 1)))  # the input after the last step is read but never used
-  out = jnp.zeros((batch, n_blocks * total_pool, step_model.params["head_b"].shape[0]), jnp.float32)
+  out = jnp.zeros((batch, n_blocks * total_pool, step_model.params.head_b.shape[0]), jnp.float32)
   carry = (step_model.init_state(batch), inputs[:, 0], (inputs, out))
   _, _, (_, out) = _run_blocks(step_model.params, carry, n_blocks, _teacher_emit)
   return out[:, :length]

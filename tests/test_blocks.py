@@ -1,4 +1,5 @@
-"""hrnn.blocks: temporal stacks scanned over their pairs, time-chunked recomputation (remat_chunk)."""
+"""hrnn.blocks: the step forms equal the parallel forms; temporal stacks scanned over their pairs, time-chunked
+recomputation (remat_chunk)."""
 
 import dataclasses
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn.blocks import TemporalStack, from_time_chunks, time_chunks
+from hrnn.blocks import ResidualBlock, TemporalStack, from_time_chunks, time_chunks
 from hrnn.train import compiler_options
 from hrnn.config import ConfigError, get_preset
 from hrnn.model import HarmonicRNN, loss_bits
@@ -37,11 +38,11 @@ def test_stack_scan_equals_blocks_in_order(dropout):
 
   def in_order(stack, x):
     for block in stack.blocks():
-      x = block(x)
+      x, _ = block(x)
     return x
 
   want, want_grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(in_order(s, x)))))(stack, x)
-  y, grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(s(x)))))(stack, x)
+  y, grads = nnx.jit(nnx.value_and_grad(lambda s, x: jnp.sum(jnp.sin(s(x)[0]))))(stack, x)
   assert abs(float(y - want)) <= 1e-5 * abs(float(want))
   for got, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
     assert relative(got, ref) <= 1e-5
@@ -49,6 +50,58 @@ def test_stack_scan_equals_blocks_in_order(dropout):
   # Independent initialisation of the stacked blocks.
   theta = nnx.state(stack.recurrent, nnx.Param)["layer"]["theta"][...]
   assert not np.allclose(theta[0], theta[1])
+
+
+def randomise_norms(module):
+  """Non-trivial LayerNorm scales and biases (1 and 0 at init), so that folding them into the step form's
+  matmuls is tested."""
+  for path, norm in nnx.iter_graph(module):
+    if isinstance(norm, nnx.LayerNorm):
+      key = jax.random.key(len(path))
+      norm.scale[...] = 1.0 + 0.3 * jax.random.normal(key, norm.scale.shape)
+      norm.bias[...] = 0.3 * jax.random.normal(jax.random.fold_in(key, 1), norm.bias.shape)
+
+
+def step_through(step, params, state, x, length):
+  """Runs a step form over x [B, T, d] for `length` steps: (final state, outputs [B, length, d])."""
+  step = jax.jit(step)
+  outputs = []
+  for t in range(length):
+    state, y = step(params, state, x[:, t])
+    outputs.append(y)
+  return state, jnp.stack(outputs, axis=1)
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "mlp"])
+def test_residual_block_step_form_equals_parallel_form(kind):
+  block = ResidualBlock(SMALL, kind, 5, rngs=nnx.Rngs(0))
+  block.eval()
+  randomise_norms(block)
+  x = jax.random.normal(jax.random.key(1), (2, 12, 16))
+  y, h_last = block(x, valid=(jnp.arange(12) < 9).astype(jnp.float32))  # 9 real steps, 3 padding
+  params = block.decode_params()
+  h, stepped = step_through(ResidualBlock.step, params, ResidualBlock.init_state(params, 2), x, 9)
+  np.testing.assert_allclose(stepped, y[:, :9], atol=1e-5, rtol=1e-5)
+  if kind == "mlp":
+    assert h is None and h_last is None
+  else:
+    np.testing.assert_allclose(h, h_last, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("length", [12, 7])
+def test_temporal_stack_step_form_equals_parallel_form(length):
+  stack = TemporalStack(SMALL, 2, 5, rngs=nnx.Rngs(0))
+  stack.eval()
+  randomise_norms(stack)
+  x = jax.random.normal(jax.random.key(1), (2, 12, 16))
+  y, state = stack(x, length=length)
+  assert len(state.h) == 2 and state.h[0].shape == (2, 16)  # one CG-LRU state per recurrent block
+  params = stack.decode_params()
+  assert [block.lru is None for block in params] == [False, True, False, True]
+  stepped_state, stepped = step_through(TemporalStack.step, params, TemporalStack.init_state(params, 2), x, length)
+  np.testing.assert_allclose(stepped, y[:, :length], atol=1e-5, rtol=1e-5)
+  for got, want in zip(stepped_state.h, state.h, strict=True):
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_time_chunks_round_trip():

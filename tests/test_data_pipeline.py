@@ -24,7 +24,7 @@ def sc09_dir(tmp_path_factory):
 
 
 def test_reference_split_boundaries():
-  # reference.md: Beethoven files 0-3807 / 3808-4067 / 4068-4327, YouTubeMix 0-211 / 212-225 / 226-240
+  # SaShiMi's splits: Beethoven files 0-3807 / 3808-4067 / 4068-4327, YouTubeMix 0-211 / 212-225 / 226-240
   assert ratio_bounds(4328) == (3808, 4068)
   assert ratio_bounds(241) == (212, 226)
 

@@ -1,4 +1,4 @@
-"""CG-LRU layer: initialisation, bounded square root, gates (issue 2)."""
+"""CG-LRU layer: initialisation, bounded square root, gates; its step form equals its parallel form."""
 
 import math
 
@@ -85,3 +85,20 @@ def test_state_carries_over_and_padding_is_neutral():
   y_pad, h_pad = lru(padded, valid=valid)
   np.testing.assert_allclose(y_pad[:, :20], y, atol=1e-5)
   np.testing.assert_allclose(h_pad, h, atol=1e-5)
+
+
+def test_step_form_equals_parallel_form():
+  # The step form takes u_t = W_u x_t + c_u (the residual block fuses W_u into its own matmul), the fused gate map
+  # and the state of the previous step; 9 real steps of 12, the last 3 padding that the parallel state skips.
+  lru = make()
+  x = jax.random.normal(jax.random.key(4), (2, 12, 128))
+  y, h_last = lru(x, valid=(jnp.arange(12) < 9).astype(jnp.float32))
+  params = lru.decode_params()
+  assert params.gates_w.shape == (32, 8, 8) and params.gates_b.shape == (32, 8)  # both gates, per block
+  u, h = lru.in_proj(x), CGLRU.init_state(params, 2)
+  assert h.shape == (2, 128) and h.dtype == jnp.complex64
+  step = jax.jit(CGLRU.step)
+  for t in range(9):
+    h, y_t = step(params, h, u[:, t])
+    np.testing.assert_allclose(y_t, y[:, t], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(h, h_last, atol=1e-5, rtol=1e-5)

@@ -1,6 +1,8 @@
-"""HarmonicRNN model: parameter counts, causality, padding, loss, gradients (issue 2)."""
+"""HarmonicRNN model: parameter counts, causality, padding, loss, gradients; the embedding's and a U-Net level's
+step forms equal their parallel forms."""
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -10,10 +12,11 @@ import pytest
 from flax import nnx
 
 from hrnn.config import PRESETS, ModelConfig, get_preset
-from hrnn.model import HarmonicRNN, count_params, loss_bits, nll_bits, pad_to_multiple, shift_right
+from hrnn.embedding import Embedding
+from hrnn.model import HarmonicRNN, Level, count_params, loss_bits, nll_bits, pad_to_multiple, shift_right, step_depth
 from hrnn.summary import abstract_model, describe
 
-# reference.md section 1, "Parameter counts".
+# docs/model.md, "Parameter counts" (worked there from the layer shapes).
 PAPER_PARAMS = {
     "paper": 7_272_704,
     "paper-groups4": 7_391_744,
@@ -160,3 +163,35 @@ def test_jitted_paper_forward_on_one_second():
   logits = nnx.jit(lambda m, x: m(x))(model, tokens)
   assert logits.shape == (1, 16_000, 256)
   assert np.all(np.isfinite(np.asarray(logits)))
+
+
+@pytest.mark.parametrize("kind", ["sinusoidal", "linear", "learned", "learned-dropout"])
+def test_embedding_step_form_equals_parallel_form(kind):
+  embedding = Embedding(kind, 16, 256, 0.5, rngs=nnx.Rngs(0))
+  tokens = jnp.asarray([[0, 1, 128, 255], [7, 7, 200, 3]])
+  table = embedding.decode_params()  # dropout off whatever the module's mode
+  assert table.shape == (256, 16)
+  embedding.eval()
+  for t in range(tokens.shape[1]):
+    np.testing.assert_array_equal(Embedding.step(table, tokens[:, t]), embedding(tokens)[:, t])
+
+
+@pytest.mark.parametrize("length", [40, 29])
+def test_level_step_form_equals_parallel_form(length):
+  # A two-pool U-Net level (p = 2 then 4: rates 1, 1/2, 1/8) over 40 steps; 29 ends inside both pooling windows.
+  cfg = dataclasses.replace(small("paper"), pool_factors=(2, 4), blocks=(1, 1, 1))
+  level = Level(cfg, 0, rngs=nnx.Rngs(0))
+  level.eval()
+  x = jax.random.normal(jax.random.key(1), (2, 40, 16))
+  y, state = level(x, length=length)
+  params = level.decode_params()
+  stepped_state, outputs = Level.init_state(params, 2), []
+  steps = {m: jax.jit(functools.partial(Level.step, depth=m)) for m in range(3)}
+  for t in range(length):
+    depth, offset = step_depth((2, 4), jnp.int32(t))
+    stepped_state, y_t = steps[int(depth)](params, stepped_state, x[:, t], offset)
+    outputs.append(y_t)
+  np.testing.assert_allclose(jnp.stack(outputs, axis=1), y[:, :length], atol=1e-5, rtol=1e-5)
+  assert jax.tree.structure(stepped_state) == jax.tree.structure(state)
+  for got, want in zip(jax.tree.leaves(stepped_state), jax.tree.leaves(state)):
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Step-wise generation (issue 4): step mode equals the parallel forward; prefill; sampling; WAVs; CLI; bench."""
+"""Step-wise generation: the step form equals the parallel forward; prefill; sampling; WAVs; CLI; bench."""
 
 import dataclasses
 import json
@@ -10,7 +10,6 @@ import pytest
 import soundfile as sf
 from flax import nnx
 
-from hrnn import model as model_lib
 from hrnn import sampling
 from hrnn.cli import main
 from hrnn.config import get_preset
@@ -61,14 +60,14 @@ def test_paper_preset_step_logits_equal_parallel_logits():
   assert float(jnp.max(diff)) <= TOLERANCE
 
 
-STEP = jax.jit(model_lib.step)  # the branching single step, compiled once per shape for every test
+STEP = jax.jit(sampling.StepModel.step)  # the branching single step, compiled once per shape for every test
 
 
 def _step_through(step_model, state, inputs):
-  """(state, logits [B, T, K]) of one `hrnn.model.step` per input of inputs [B, T], from `state`."""
+  """(state, logits [B, T, K]) of one `StepModel.step` per input of inputs [B, T], from `state`."""
   logits = []
   for t in range(inputs.shape[1]):
-    state, out = STEP(step_model.params, state, inputs[:, t])
+    state, out = STEP(step_model, state, inputs[:, t])
     logits.append(out)
   return state, jnp.stack(logits, axis=1)
 
@@ -85,7 +84,7 @@ def test_single_steps_and_prefill_continuation_equal_parallel(paper_small):
     np.testing.assert_allclose(a, b, atol=TOLERANCE)
   for split in (77, 160):  # inside a block, on a block boundary
     prefill_logits, state = sampling.prefill(paper_small, tokens[:, :split])
-    assert int(state["pos"]) == split
+    assert int(state.pos) == split
     assert float(jnp.max(jnp.abs(prefill_logits - parallel[:, :split]))) <= TOLERANCE
     _, continued = _step_through(step_model, state, tokens[:, split - 1:-1])
     assert float(jnp.max(jnp.abs(continued - parallel[:, split:]))) <= TOLERANCE
@@ -103,8 +102,8 @@ def test_generate_equals_reference_sampler_with_prompt(paper_small):
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(5), i))(jnp.arange(2))
   token, reference = jnp.full((2,), prompt[-1], jnp.int32), []
   for _ in range(130):
-    pos = state["pos"]
-    state, logits = STEP(step_model.params, state, token)
+    pos = state.pos
+    state, logits = STEP(step_model, state, token)
     token = sampling.categorical(keys, pos, logits, jnp.float32(0.8))
     reference.append(np.asarray(token))
   np.testing.assert_array_equal(out[:, 170:], np.stack(reference, axis=1))

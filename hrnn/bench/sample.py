@@ -46,34 +46,34 @@ def _best_time(fn, repeats: int) -> tuple[float, float]:
   return min(wall), min(cpu)
 
 
-def matmuls_per_token(params: dict) -> list[tuple[float, int]]:
+def matmuls_per_token(params) -> list[tuple[float, int]]:
   """(uses per generated token, multiply-adds per use) of every matmul in a step: each weight of a level at rate
   1/r is used once per r tokens, a down-pool applies one of its p taps per fine step, an up-pool all p taps per
   coarse step."""
-  work = [(1.0, params["head_w"].size)]
-  level, rate = params["net"], 1
+  work = [(1.0, params.head_w.size)]  # params: hrnn.model.ModelDecode
+  level, rate = params.net, 1
   while True:
-    for block in level["down"] + level.get("up", []):
-      work += [(1.0 / rate, block["in_w"].size), (1.0 / rate, block["out_w"].size)]
-      if "lru" in block:
-        work += [(1.0 / rate, block["lru"]["gates_w"].size), (1.0 / rate, block["lru"]["out_w"].size)]
-    if "inner" not in level:
+    for block in level.down + (level.up or ()):
+      work += [(1.0 / rate, block.in_w.size), (1.0 / rate, block.out_w.size)]
+      if block.lru is not None:
+        work += [(1.0 / rate, block.lru.gates_w.size), (1.0 / rate, block.lru.out_w.size)]
+    if level.inner is None:
       return work
-    p = level["pool"]["w"].shape[0]
-    work += [(1.0 / rate, level["pool"]["w"].size // p), (1.0 / (rate * p), level["unpool"]["w"].size)]
-    level, rate = level["inner"], rate * p
+    p = level.pool.w.shape[0]
+    work += [(1.0 / rate, level.pool.w.size // p), (1.0 / (rate * p), level.unpool.w.size)]
+    level, rate = level.inner, rate * p
 
 
-def matmul_flops_per_s(params: dict, batch: int, repeats: int, iterations: int = 200) -> tuple[float, float]:
+def matmul_flops_per_s(params, batch: int, repeats: int, iterations: int = 200) -> tuple[float, float]:
   """FLOP/s of the full-rate level's dense matmuls (and the head) at this batch, run as one compiled loop, per
   second of wall-clock time and per second of CPU time."""
   import jax
   import jax.numpy as jnp
 
-  level = params["net"]
-  weights = [params["head_w"]]
-  for block in level["down"] + level.get("up", []):
-    weights += [block["in_w"], block["out_w"]] + ([block["lru"]["out_w"]] if "lru" in block else [])
+  level = params.net
+  weights = [params.head_w]
+  for block in level.down + (level.up or ()):
+    weights += [block.in_w, block.out_w] + ([block.lru.out_w] if block.lru is not None else [])
 
   @jax.jit
   def loop(weights, xs):

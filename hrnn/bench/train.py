@@ -18,7 +18,7 @@ import sys
 
 HELP = "Training step: tokens/s, SC09 epochs/hour, compile time and peak memory of presets."
 
-SC09_TRAIN_CLIPS = 31_158  # reference.md section 3
+SC09_TRAIN_CLIPS = 31_158  # SC09's training split (its two list files leave out validation and test)
 # hrnn.paper Table 2 row label of each preset it reports.
 PAPER_ROWS = {"paper": "baseline", "one-pool": "1 pool layer", "no-pool": "no pooling"}
 MEMORY_LEAN = {"remat": "block", "remat_chunk": 500, "scan_backend": None}  # defaults of the memory flags
