@@ -82,9 +82,13 @@ class StepModel:
     """The state before the first token (position 0, all zeros)."""
     return HarmonicRNN.init_state(self.params, batch)
 
-  def step(self, state: dict, token: jax.Array) -> tuple[dict, jax.Array]:
-    """One token at any position: int [B] -> (state, logits [B, num_classes])."""
-    return model_lib.step(self.params, state, token)
+  def step(self, state: State, token: jax.Array) -> tuple[State, jax.Array]:
+    """One token at any position: int [B] -> (state, logits [B, num_classes]); `HarmonicRNN.step` at the depth
+    of the position, chosen by a `lax.switch` (the nested scans of `sample_chunk` avoid this per-token branch)."""
+    factors = self.pool_factors
+    depth, offset = model_lib.step_depth(factors, state.pos)
+    branches = [functools.partial(HarmonicRNN.step, depth=m) for m in range(len(factors) + 1)]
+    return jax.lax.switch(depth, branches, self.params, state, token, offset)
 
 
 @nnx.jit
@@ -176,7 +180,7 @@ def sample_chunk(step_model: StepModel, state: State, token: jax.Array, keys: ja
     (state, last token, tokens int32 [B, length]) holding the tokens of positions t0 .. t0 + n_blocks R - 1.
   """
   tokens = jnp.zeros((token.shape[0], length), jnp.int32)
-  extra = (tokens, keys, jnp.asarray(temperature, jnp.float32), state["pos"], forced, forced_end)
+  extra = (tokens, keys, jnp.asarray(temperature, jnp.float32), state.pos, forced, forced_end)
   state, token, (tokens, *_) = _run_blocks(step_model.params, (state, token, extra), n_blocks, _sample_emit)
   return state, token, tokens
 
@@ -197,7 +201,7 @@ def sample_stream(step_model: StepModel, state: State, token: jax.Array, n_token
   writing overlap the computation.
   """
   total_pool = step_model.total_pool
-  t0 = int(state["pos"])
+  t0 = int(state.pos)
   if t0 % total_pool:
     raise SamplingError(f"sample_stream needs a state at a multiple of {total_pool} tokens, got position {t0}; "
                         "build it with hrnn.sampling.start")
