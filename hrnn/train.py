@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import fcntl
 import json
 import math
@@ -37,6 +38,7 @@ import os
 import signal
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,7 +55,7 @@ from tqdm.auto import tqdm
 from hrnn import data, sharding
 from hrnn.checkpoint import Checkpoints, CheckpointError, config_differences, read_config, write_config
 from hrnn.config import ConfigError, ModelConfig, TrainConfig
-from hrnn.errors import HrnnError
+from hrnn.errors import HrnnError, HrnnWarning
 from hrnn.evaluate import make_eval_step, split_nll
 from hrnn.model import HarmonicRNN, nll_bits
 
@@ -276,7 +278,12 @@ class WorkdirLock:
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as e:
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # e.g. ENOLCK: a network file system without locks
+        os.close(fd)
+        warnings.warn(HrnnWarning(f"cannot lock {self.path} ({e.strerror}); make sure no other hrnn train uses "
+                                  f"{self.path.parent}"), stacklevel=3)
+        return
       text = os.pread(fd, 4096, 0).decode(errors="replace")
       os.close(fd)
       try:
@@ -393,10 +400,10 @@ def _train_and_evaluate(config: TrainConfig, workdir: Path, progress: bool) -> T
   log = MetricsLog(workdir)
   try:
     _check_checkpoint_config(checkpoints, config)
-    if jax.process_index() == 0:
-      write_config(workdir, config)
     graphdef = model_graph(config, dropout=True)
     state, window = _initial_or_resumed_state(config, optimizer, mesh, checkpoints, steps_per_epoch, log)
+    if jax.process_index() == 0:  # only now that the run's files are known to be in order
+      write_config(workdir, config)
     train_step = make_train_step(graphdef, config, optimizer, schedule, mesh)
     loop = _TrainLoop(config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps)
     with StopSignals() as signals:

@@ -42,6 +42,7 @@ class Case:
   names: object  # Env -> tuple of texts the message must contain
   setup: object = None  # Env -> None: damages something before the command
   check: object = None  # (Env, stdout) -> None: more assertions on a result that must be right
+  data: bool = False  # the case damages the dataset: it gets its own copy
 
 
 class Env:
@@ -76,15 +77,16 @@ class Env:
           f.write(b"\0" * 4096)
           f.flush()
 
-  def fresh(self, name: str) -> None:
-    """A per-case copy of the clean data root and run directory (the case may damage them)."""
-    self.root = self.top / name / "data"
+  def fresh(self, name: str, data: bool = False) -> None:
+    """A per-case copy of the run directory, and of the clean data root when the case damages it."""
+    from hrnn.checkpoint import read_config, write_config
+
+    self.root = self.top / name / "data" if data else self.clean_root
+    if data:
+      shutil.copytree(self.clean_root, self.root, symlinks=True)
     self.run = self.top / name / "run"
-    shutil.copytree(self.clean_root, self.root, symlinks=True)
     shutil.copytree(self.clean_run, self.run)
-    config = json.loads((self.run / "config.json").read_text())
-    config["data_root"] = str(self.root)
-    (self.run / "config.json").write_text(json.dumps(config))
+    write_config(self.run, dataclasses.replace(read_config(self.run), data_root=str(self.root)))
     self.layout = self.root / "sc09-espeak" / "data"
     self.new_run = self.top / name / "new-run"
 
@@ -183,22 +185,24 @@ CASES = [
     Case("data-info-data-dir-is-a-file", lambda e: INFO(e, "--data-dir", str(e.file)), ERROR,
          lambda e: (str(e.file),)),
     Case("data-info-damaged-marker", INFO, ERROR, lambda e: (str(e.root / "sc09-espeak" / "hrnn_dataset.json"),),
-         setup=_write(lambda e: e.root / "sc09-espeak" / "hrnn_dataset.json", "{cut sh")),
+         setup=_write(lambda e: e.root / "sc09-espeak" / "hrnn_dataset.json", "{cut sh"), data=True),
     Case("data-info-lost-file", INFO, WARNING, lambda e: ("changed since", "lost", "hrnn data prepare sc09-espeak"),
-         setup=lambda e: a_wav(e).unlink()),
+         setup=lambda e: a_wav(e).unlink(), data=True),
     Case("data-info-added-file", INFO, WARNING, lambda e: ("changed since", "extra.wav: added"),
-         setup=lambda e: shutil.copy(a_wav(e), e.layout / "three" / "extra.wav")),
+         setup=lambda e: shutil.copy(a_wav(e), e.layout / "three" / "extra.wav"), data=True),
     Case("data-info-nan-audio", lambda e: INFO(e, "--json"), WARNING, lambda e: (str(a_wav(e)), "size changed"),
-         setup=_nan_into_dataset, check=_check_not_silent),
+         setup=_nan_into_dataset, check=_check_not_silent, data=True),
     Case("data-info-garbage-wav", INFO, WARNING, lambda e: ("changed since",),
-         setup=_write(a_wav, "RIFF but not really")),
+         setup=_write(a_wav, "RIFF but not really"), data=True),
     Case("data-info-plot-under-a-file", lambda e: INFO(e, "--plot", str(e.file / "plot.png")), ERROR,
          lambda e: (str(e.file),)),
+    Case("data-info-plot-read-only", lambda e: INFO(e, "--plot", str(e.readonly / "plot.png")), ERROR,
+         lambda e: (str(e.readonly), "read-only")),
     Case("data-info-bad-quantization", lambda e: INFO(e, "--quantization", "a-law"), ERROR,
          _unusable("--quantization", "a-law")),
     Case("data-prepare-lost-file-rebuilds", lambda e: ["data", "prepare", "sc09-espeak", "--size", "tiny", "--root",
                                                        str(e.root)], WARNING, lambda e: ("lost", "rebuilding it"),
-         setup=lambda e: a_wav(e).unlink(), check=lambda e, out: a_wav(e).is_file()),
+         setup=lambda e: a_wav(e).unlink(), check=lambda e, out: a_wav(e).is_file(), data=True),
     # ---------------------------------------------------------------------------------------------------- train
     Case("train-lr-inf", lambda e: TRAIN(e, "--lr", "inf"), ERROR, _unusable("learning_rate", "inf", "finite")),
     Case("train-lr-nan", lambda e: TRAIN(e, "--lr", "nan"), ERROR, _unusable("learning_rate", "nan")),
@@ -251,6 +255,14 @@ CASES = [
          lambda e: (str(e.run), "preset")),
     Case("train-locked-workdir", RESUME, ERROR, lambda e: ("in use by another hrnn train", f"pid {os.getpid()}"),
          setup=lambda e: _hold_lock(e)),
+    # A dead trainer's lock record is taken over: the command gets as far as the config check.
+    Case("train-stale-lock", RESUME, ERROR, lambda e: ("learning_rate: 0.01 -> 0.05",),
+         setup=lambda e: (_edit_config(e, learning_rate=0.05), (e.run / "lock.json").write_text(
+             json.dumps({"pid": 999999999, "host": "gone", "since": "2020-01-01T00:00:00+00:00"})))),
+    Case("train-damaged-metrics-jsonl", RESUME, ERROR, lambda e: (str(e.run / "metrics.jsonl"), "line 1"),
+         setup=_write(lambda e: e.run / "metrics.jsonl", '{"step": 1, "lo\n{"step": 2, "loss_bits": 8.0}\n')),
+    Case("train-data-root-is-a-file", lambda e: TRAIN(e, "--data-root", str(e.file)), ERROR,
+         lambda e: (str(e.file),)),
     # -------------------------------------------------------------------------------------------------- sample
     Case("sample-seconds-nan", lambda e: SAMPLE(e, "--seconds", "nan"), ERROR, _unusable("--seconds", "nan")),
     Case("sample-seconds-inf", lambda e: SAMPLE(e, "--seconds", "inf"), ERROR, _unusable("--seconds", "inf")),
@@ -267,7 +279,9 @@ CASES = [
          _unusable("--prompt-seconds", "nan")),
     Case("sample-unknown-preset", lambda e: SAMPLE(e, "--preset", "huge"), ERROR, _unusable("huge",)),
     Case("sample-prompt-missing", lambda e: SAMPLE(e, "--prompt", str(e.top / "no.wav")), ERROR,
-         lambda e: (str(e.top / "no.wav"),)),
+         lambda e: (f"{e.top / 'no.wav'}: no such file",)),
+    Case("sample-prompt-is-a-folder", lambda e: SAMPLE(e, "--prompt", str(e.top)), ERROR,
+         lambda e: (f"{e.top}: not a file",)),
     Case("sample-prompt-not-audio", lambda e: SAMPLE(e, "--prompt", str(e.file)), ERROR, lambda e: (str(e.file),)),
     Case("sample-prompt-nan", lambda e: SAMPLE(e, "--prompt", str(e.nan_wav)), ERROR,
          lambda e: (str(e.nan_wav), "NaN")),
@@ -276,6 +290,8 @@ CASES = [
     Case("sample-checkpoint-prompt-nan", lambda e: ["sample", "--checkpoint", str(e.run), "--prompt", str(e.nan_wav),
                                                     "--out", str(e.top / "samples")], ERROR,
          lambda e: (str(e.nan_wav), "NaN")),
+    Case("sample-checkpoint-is-a-file", lambda e: ["sample", "--checkpoint", str(e.file)], ERROR,
+         lambda e: (str(e.file),)),
     Case("sample-checkpoint-missing", lambda e: ["sample", "--checkpoint", str(e.top / "nowhere")], ERROR,
          lambda e: (str(e.top / "nowhere"), "hrnn train")),
     Case("sample-out-is-a-file", lambda e: SAMPLE(e)[:-1] + [str(e.file)], ERROR, lambda e: (str(e.file),)),
@@ -316,7 +332,7 @@ def run_case(env, case: Case) -> dict:
   """Runs one case in this process; returns {"status", "stdout", "stderr", "traceback"}."""
   from hrnn.cli import main
 
-  env.fresh(case.name)
+  env.fresh(case.name, case.data)
   env.held = None
   if case.setup is not None:
     case.setup(env)
@@ -395,7 +411,8 @@ def test_damaged_token_cache_is_rebuilt_with_a_warning(env, damage, why):
   from hrnn import data
   from hrnn.data.pipeline import tokens_of
 
-  env.fresh(f"cache-{damage.__name__}")
+  env.fresh(f"cache-{damage.__name__}", data=True)
+  data.load_split("sc09-espeak", "train", root=env.root)  # the copy's own cache (keyed by the files' paths)
   damage(env.root)
   with pytest.warns(data.DataWarning, match=f"token cache .*train-.*arrow is damaged .*{why}.*rebuilding"):
     ds = data.load_split("sc09-espeak", "train", root=env.root)
