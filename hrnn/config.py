@@ -269,7 +269,7 @@ SCALES: dict[str, Scale] = {
         steps=4, epochs=None, music_steps=2, batch_size=4, seq_len=1600, music_seq_len=1600, eval_every=2,
         music_eval_batch=1, music_mesh_seq=1, ema_decay=0.5,
         n_samples=12, sample_tokens=1600, music_sample_tokens=1600, likelihood_band=False,
-        classifier_size="tiny", classifier_epochs=1, listen=2, seeds=2,  # 2: the notebooks' per-seed code runs
+        classifier_size="tiny", classifier_epochs=1, listen=2,
         # Smoke runs are all compilation: unoptimised code compiles in 2/3 of the time (and runs 2x slower).
         xla_flags="--xla_backend_optimization_level=0"),
     # `make reproduce`: small models that clearly learn, embedded datasets, under an hour on 2 CPU cores.
