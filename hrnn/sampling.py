@@ -28,7 +28,9 @@ This module drives them fast:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -275,7 +277,7 @@ def resolve(model_or_checkpoint: HarmonicRNN | str | Path, quantization: str | N
   from hrnn.data import get_spec
 
   model, run_config = load_model(model_or_checkpoint, ema=True)
-  return model, quantization or get_spec(run_config.dataset).quantization
+  return model, quantization or get_spec(run_config.dataset, run_config.data_root).quantization
 
 
 def prompt_tokens(path: str | Path, seconds: float, quantization: str) -> np.ndarray:
@@ -307,22 +309,48 @@ def _prompt_rows(prompt: np.ndarray | None, n_samples: int, num_classes: int) ->
 
 
 class _WavSink:
-  """Streams of decoded tokens appended to 16 kHz 16-bit WAV files, one per stream, as chunks arrive."""
+  """Streams of decoded tokens appended to 16 kHz 16-bit WAV files, one per stream, as chunks arrive.
+
+  Each file is written under a temporary name (.NAME.partial) and renamed by `close`, so that a failure (a full
+  disk) or an interruption leaves no partial WAV: `discard` removes the temporary files.
+  """
 
   def __init__(self, paths: list[Path], quantization: str):
     from hrnn.data import dequantize
 
     self.dequantize = functools.partial(dequantize, method=quantization)
-    self.files = [sf.SoundFile(str(p), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16", format="WAV")
-                  for p in paths]
+    self.paths = paths
+    self.partial = [p.with_name(f".{p.name}.partial") for p in paths]
+    self.files = []
+    for p in self.partial:
+      self.files.append(self._guard(p, lambda: sf.SoundFile(str(p), "w", samplerate=SAMPLE_RATE, channels=1,
+                                                            subtype="PCM_16", format="WAV")))
+
+  def _guard(self, path: Path, write):
+    try:
+      return write()
+    except (sf.SoundFileError, OSError) as e:
+      self.discard()
+      full = shutil.disk_usage(path.parent).free < (1 << 20)
+      why = "no space left on the device" if full else f"{type(e).__name__}: {e}"
+      raise SamplingError(f"{path.parent}: cannot write {path.name.removeprefix('.').removesuffix('.partial')} "
+                          f"({why}); no partial file was left. Free some space or choose another --out") from None
 
   def write(self, tokens: np.ndarray):
-    for f, row in zip(self.files, tokens):
-      f.write(np.clip(self.dequantize(row), -1.0, 1.0))
+    for f, p, row in zip(self.files, self.partial, tokens):
+      self._guard(p, lambda: f.write(np.clip(self.dequantize(row), -1.0, 1.0)))
 
   def close(self):
+    for f, p, final in zip(self.files, self.partial, self.paths):
+      self._guard(p, f.close)
+      p.replace(final)
+
+  def discard(self):
     for f in self.files:
-      f.close()
+      with contextlib.suppress(Exception):
+        f.close()
+    for p in self.partial:
+      p.unlink(missing_ok=True)
 
 
 def write_wavs(tokens: np.ndarray, out_dir: str | Path, quantization: str) -> list[Path]:
@@ -400,9 +428,12 @@ def generate(model_or_checkpoint: HarmonicRNN | str | Path, n_samples: int, n_to
           new = min(pos + chunk.shape[1], prompt_length + n_tokens) - max(pos, prompt_length)
           bar.update(real * max(new, 0))
           pos += chunk.shape[1]
-      finally:
+      except BaseException:
         if sink is not None:
-          sink.close()
+          sink.discard()
+        raise
+      if sink is not None:
+        sink.close()
       if collected is not None:
         results.append(np.concatenate(collected, axis=1))
   return paths if out_dir is not None else np.concatenate(results, axis=0)
