@@ -9,11 +9,10 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn import sampling, scan, sharding, train
+from hrnn import sampling, scan, train
 from hrnn.config import TrainConfig, get_preset
 from hrnn.model import HarmonicRNN
 
@@ -115,12 +114,12 @@ def test_context_parallel_train_step_lowers():
 def test_generate_loop_lowers(platform):
   # The sampler's compiled program (hrnn.sampling.sample_chunk: the step-wise model, blocks of R tokens) for the
   # paper preset: step-wise generation uses no scan kernel, only the layers' single steps.
-  model = nnx.eval_shape(lambda: HarmonicRNN(get_preset("paper"), rngs=nnx.Rngs(0)))
+  model = HarmonicRNN(get_preset("paper"), rngs=nnx.Rngs(0))  # the step form is built from real arrays
+  model.eval()
   step_model = sampling.StepModel.from_model(model)
   batch, total_pool = 4, step_model.total_pool
-  state = jax.eval_shape(lambda: step_model.init_state(batch))
-  keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), batch))
-  args = (step_model, state, abstract((batch,), jnp.int32), keys, abstract((), jnp.float32),
-          abstract((), jnp.int32), abstract((batch, total_pool), jnp.int32), abstract((), jnp.int32))
+  args = (step_model, step_model.init_state(batch), abstract((batch,), jnp.int32),
+          jax.random.split(jax.random.key(0), batch), abstract((), jnp.float32), abstract((), jnp.int32),
+          abstract((batch, total_pool), jnp.int32), abstract((), jnp.int32))
   text = lowered_text(lambda *args: sampling.sample_chunk(*args, length=2 * total_pool), platform, *args)
   assert "stablehlo.while" in text and "tensor<4x320xi32>" in text
