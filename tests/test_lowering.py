@@ -121,5 +121,5 @@ def test_generate_loop_lowers(platform):
   args = (step_model, step_model.init_state(batch), abstract((batch,), jnp.int32),
           jax.random.split(jax.random.key(0), batch), abstract((), jnp.float32), abstract((), jnp.int32),
           abstract((batch, total_pool), jnp.int32), abstract((), jnp.int32))
-  text = lowered_text(lambda *args: sampling.sample_chunk(*args, length=2 * total_pool), platform, *args)
+  text = lowered_text(jax.jit(lambda *args: sampling.sample_chunk(*args, length=2 * total_pool)), platform, *args)
   assert "stablehlo.while" in text and "tensor<4x320xi32>" in text
