@@ -118,13 +118,13 @@ def test_bad_inputs_are_skipped_and_reported(tmp_path):
   (tmp_path / "3.wav").write_bytes(b"junk" * 30)
   data = (tmp_path / "5.wav").read_bytes()
   (tmp_path / "5.wav").write_bytes(data[:-20])
-  write_wav(tmp_path / "7.wav", np.zeros(64, np.float32))  # silent: kept, quantized to the zero level
+  write_wav(tmp_path / "7.wav", np.zeros(64, np.float32))  # silent: kept, token 0 everywhere as SaShiMi
   with pytest.warns(DataWarning, match=r"skipped 2 unusable file\(s\): .*3.wav: not readable audio.*5.wav: "
                     r"truncated WAV"):
     ds = load_split("beethoven", "train", data_dir=tmp_path)
   assert len(ds) == 8  # int(0.88 * 12) = 10 train files, two of them unusable
   silent = [row for row in ds if row["path"].endswith("/7.wav")][0]
-  assert (silent["tokens"] == PAD_TOKEN).all()
+  assert (silent["tokens"] == 0).all()
 
 
 def test_sc09_layout_errors(tmp_path, sc09_dir):

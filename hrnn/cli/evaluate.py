@@ -25,9 +25,11 @@ def run(args):
 
   step = latest_step(args.workdir)
   model, config = load_model(args.workdir, ema=not args.raw, step=step)
-  ds = data.load_split(config.dataset, args.split, root=args.data_root or config.data_root)
+  ds = data.load_split(config.dataset, args.split, root=args.data_root or config.data_root,
+                       minmax_unit=config.minmax_unit)
   batch_size = args.batch_size if args.batch_size is not None else config.eval_batch_size or config.batch_size
-  nll = evaluate(model, ds, batch_size, seq_len=data.get_spec(config.dataset).length, progress=not args.json)
+  spec = data.get_spec(config.dataset, args.data_root or config.data_root)
+  nll = evaluate(model, ds, batch_size, seq_len=spec.length, progress=not args.json)
   result = {"workdir": str(args.workdir), "dataset": config.dataset, "split": args.split, "step": step,
             "weights": "raw" if args.raw else "ema", "examples": len(ds), "nll_bits": nll}
   if args.json:

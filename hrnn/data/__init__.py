@@ -3,11 +3,12 @@ kit generates on the machine (sc09-espeak, beethoven-piano, piano-minute), all r
 
   prepare(name, size="small", root=None, seed=0) -> Path              build / download; no-op when present
   prepare_folder(source, name, *, quantization="mu-law", clip_seconds=8.0, root=None) -> Path   one's own audio
-  load_split(name, split, root=None, quantization=None, *, data_dir=None) -> datasets.Dataset
+  load_split(name, split, root=None, quantization=None, *, data_dir=None, minmax_unit=None) -> datasets.Dataset
   batches(ds, batch_size, seq_len, *, seed, epoch, start=0, crop=False, shard_index=0, shard_count=1)
       -> iterator of {"tokens": int32 [B, T], "mask": float32 [B, T]}
   num_batches(ds, batch_size) -> int
-  quantize(x, method) -> uint8, dequantize(tokens, method) -> float32 in [-1, 1]
+  quantize(x, method, *, unit=None, constant="sashimi") -> uint8 (SaShiMi's tokens, bit for bit)
+  dequantize(tokens, method) -> float32 in [-1, 1]
   read_audio(path, sample_rate=16000) -> float32 mono, write_wav(path, x, sample_rate)
 """
 
