@@ -27,10 +27,10 @@ from hrnn.errors import HrnnError
 
 Embedding = Literal["sinusoidal", "linear", "learned", "learned-dropout"]
 EMBEDDINGS: tuple[str, ...] = typing.get_args(Embedding)
-# hrnn.scan.linear_recurrence backends (hrnn.scan documents each).
+# hrnn.ops.scan.linear_recurrence backends (hrnn.ops.scan documents each).
 ScanBackend = Literal["linear", "associative", "chunked", "pallas"]
 SCAN_BACKENDS: tuple[str, ...] = typing.get_args(ScanBackend)
-# What the backward pass recomputes instead of storing (hrnn.blocks): nothing; each CG-LRU (its complex gates,
+# What the backward pass recomputes instead of storing (hrnn.model.blocks): nothing; each CG-LRU (its complex gates,
 # coefficients and states); each residual block; each temporal stack, with its blocks recomputed inside.
 Remat = Literal["none", "recurrence", "block", "stack"]
 REMAT_POLICIES: tuple[str, ...] = typing.get_args(Remat)

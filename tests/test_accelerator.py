@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn import sampling, scan
+from hrnn.model import sampling
+from hrnn.ops import scan
 from hrnn.config import get_preset
-from hrnn.model import HarmonicRNN
+from hrnn.model.harmonic_rnn import HarmonicRNN
 from test_scan import random_inputs, reference, reference_grads, rel_err
 
 ACCELERATOR = 5  # tests marked below

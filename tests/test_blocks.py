@@ -1,4 +1,4 @@
-"""hrnn.blocks: the step forms equal the parallel forms; temporal stacks scanned over their pairs, time-chunked
+"""hrnn.model.blocks: the step forms equal the parallel forms; temporal stacks scanned over their pairs, time-chunked
 recomputation (remat_chunk)."""
 
 import dataclasses
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn.blocks import ResidualBlock, TemporalStack, from_time_chunks, time_chunks
-from hrnn.train import compiler_options
+from hrnn.model.blocks import ResidualBlock, TemporalStack, from_time_chunks, time_chunks
+from hrnn.train.loop import compiler_options
 from hrnn.config import ConfigError, get_preset
-from hrnn.model import HarmonicRNN, loss_bits
+from hrnn.model.harmonic_rnn import HarmonicRNN, loss_bits
 
 SMALL = dataclasses.replace(get_preset("smoke"), width=16, lru_width=32, gate_blocks=4)
 

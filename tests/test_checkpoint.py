@@ -9,16 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrnn import train
-from hrnn.checkpoint import CheckpointError, Checkpoints, fingerprint, latest_step, load_model, read_config
+from hrnn.train import loop
+from hrnn.train.checkpoint import CheckpointError, Checkpoints, fingerprint, latest_step, load_model, read_config
 from hrnn.cli import main
 from train_fixtures import TINY_MODEL, data_root, run_config, saved_run  # noqa: F401
 
 
 def _tree_digest(directory) -> dict[str, str]:
-  """Relative path -> SHA-256 of every file under `directory` but the trainer's lock record (train.LOCK_FILE)."""
+  """Relative path -> SHA-256 of every file under `directory` but the trainer's lock record (loop.LOCK_FILE)."""
   return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-          for p in sorted(directory.rglob("*")) if p.is_file() and p.name != train.LOCK_FILE}
+          for p in sorted(directory.rglob("*")) if p.is_file() and p.name != loop.LOCK_FILE}
 
 
 def test_round_trip_keeps_the_newest_k(tmp_path):
@@ -85,7 +85,7 @@ def test_damaged_checkpoint_is_a_clear_error_and_nothing_is_overwritten(data_roo
   _damage(tmp_path / "checkpoints" / "4", how)
   before = _tree_digest(tmp_path)
   with pytest.raises(CheckpointError, match=r"checkpoints/4"):
-    train.train_and_evaluate(config, tmp_path, progress=False)
+    loop.train_and_evaluate(config, tmp_path, progress=False)
   with pytest.raises(CheckpointError, match=r"checkpoints/4"):
     load_model(tmp_path, ema=False)  # the raw weights are the damaged item
   assert _tree_digest(tmp_path) == before
@@ -106,5 +106,5 @@ def test_workdir_of_another_run_is_refused(data_root, tmp_path):
   before = _tree_digest(tmp_path)
   other = dataclasses.replace(config, learning_rate=0.5, model=dataclasses.replace(TINY_MODEL, width=16))
   with pytest.raises(CheckpointError, match=r"different run \(learning_rate: 0.01 -> 0.5; model.width: 8 -> 16\)"):
-    train.train_and_evaluate(other, tmp_path, progress=False)
+    loop.train_and_evaluate(other, tmp_path, progress=False)
   assert _tree_digest(tmp_path) == before

@@ -1,4 +1,4 @@
-"""hrnn.curves: training time and NLL read from a run's log, the extrapolation, the EMA export and the curve."""
+"""hrnn.paper.curves: training time and NLL read from a run's log, the extrapolation, the EMA export and the curve."""
 
 import json
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrnn import curves
-from hrnn.checkpoint import load_model, write_config
+from hrnn.paper import curves
+from hrnn.train.checkpoint import load_model, write_config
 from hrnn.config import TrainConfig, get_preset
 
 from train_fixtures import compile_cache, data_root, run_config  # noqa: F401  (fixtures)
@@ -45,7 +45,7 @@ def test_steps_to_extrapolates_on_log_steps():
 def test_export_keeps_only_the_ema_weights_and_loads(tmp_path, data_root, compile_cache):  # noqa: F811
   from flax import nnx
 
-  from hrnn.train import train_and_evaluate
+  from hrnn.train.loop import train_and_evaluate
 
   workdir = tmp_path / "run"
   train_and_evaluate(run_config(data_root, steps=2, checkpoint_every=1, keep_checkpoints=5, eval_every=1),
@@ -72,7 +72,7 @@ def jax_leaves(tree):
 @pytest.mark.slow
 def test_curve_scores_each_checkpoint_and_reuses_rows(tmp_path, data_root, compile_cache, monkeypatch):  # noqa: F811
   from hrnn.metrics import TrainSettings, train_classifier
-  from hrnn.train import train_and_evaluate
+  from hrnn.train.loop import train_and_evaluate
 
   monkeypatch.setenv("HRNN_DATA", str(data_root))
   workdir = tmp_path / "run"

@@ -95,7 +95,8 @@ def test_prepare_folder_splits_by_file_and_registers(tmp_path):
 
 
 def test_a_changed_source_is_rebuilt_and_linear_is_kept(tmp_path, monkeypatch):
-  from hrnn import config, experiments
+  from hrnn import config
+  from hrnn.paper import experiments
 
   source, root = own_tree(tmp_path / "audio"), tmp_path / "root"
   prepare_folder(source, "mine", quantization="linear", clip_seconds=CLIP, root=root)

@@ -8,10 +8,10 @@ import numpy as np
 from flax import nnx
 
 from hrnn import data
-from hrnn.checkpoint import load_model
+from hrnn.train.checkpoint import load_model
 from hrnn.cli import main
-from hrnn.evaluate import evaluate
-from hrnn.model import HarmonicRNN
+from hrnn.train.evaluate import evaluate
+from hrnn.model.harmonic_rnn import HarmonicRNN
 from train_fixtures import TINY_MODEL, compile_cache, data_root, run_config, saved_run  # noqa: F401
 
 

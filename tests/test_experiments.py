@@ -1,4 +1,4 @@
-"""hrnn.experiments helpers that the notebooks rely on beyond training (which tests/test_notebooks.py runs)."""
+"""hrnn.paper.experiments helpers that the notebooks rely on beyond training (which tests/test_notebooks.py runs)."""
 
 import dataclasses
 import json
@@ -9,9 +9,10 @@ import numpy as np
 import soundfile as sf
 from flax import nnx
 
-from hrnn import experiments, sampling
+from hrnn.paper import experiments
+from hrnn.model import sampling
 from hrnn.config import get_preset, train_config
-from hrnn.model import HarmonicRNN, nll_bits
+from hrnn.model.harmonic_rnn import HarmonicRNN, nll_bits
 
 
 def _model():
@@ -57,7 +58,7 @@ def test_generate_samples_do_not_depend_on_the_batch_size(tmp_path):
     np.testing.assert_array_equal(_wav(a), _wav(b))
   np.testing.assert_allclose(one.log_likelihoods, three.log_likelihoods, rtol=1e-5)
   assert one.tokens_per_s > 0 and len(set(one.log_likelihoods)) == 3
-  # The WAVs are hrnn.sampling's streams (seed, stream), decoded with the dataset's quantization; the likelihoods
+  # The WAVs are hrnn.model.sampling's streams (seed, stream), decoded with the dataset's quantization; the likelihoods
   # are those of the generated tokens.
   tokens = sampling.generate(model, 3, 320, seed=5, batch_size=2, progress=False)
   expected = sampling.write_wavs(tokens, tmp_path / "direct", "mu-law")

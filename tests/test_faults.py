@@ -79,7 +79,7 @@ class Env:
 
   def fresh(self, name: str, data: bool = False) -> None:
     """A per-case copy of the run directory, and of the clean data root when the case damages it."""
-    from hrnn.checkpoint import read_config, write_config
+    from hrnn.train.checkpoint import read_config, write_config
 
     self.root = self.top / name / "data" if data else self.clean_root
     if data:
@@ -314,7 +314,7 @@ CASES = [
 
 
 def _hold_lock(env):
-  from hrnn.train import WorkdirLock
+  from hrnn.train.loop import WorkdirLock
 
   lock = WorkdirLock(env.run)
   lock.acquire()

@@ -20,8 +20,9 @@ import jax
 import numpy as np
 import pytest
 
-from hrnn import sampling, train
-from hrnn.checkpoint import CheckpointError, Checkpoints, CheckpointWarning, read_config
+from hrnn.model import sampling
+from hrnn.train import loop
+from hrnn.train.checkpoint import CheckpointError, Checkpoints, CheckpointWarning, read_config
 from hrnn.cli import main
 from hrnn.data import dequantize
 from train_fixtures import ITEMS, run_config, saved_run
@@ -55,7 +56,7 @@ def _digest(directory) -> dict[str, str]:
 
 
 def _state(config):
-  return train.init_state(config, train.make_optimizer(config, train.learning_rate_schedule(config, 10)))
+  return loop.init_state(config, loop.make_optimizer(config, loop.learning_rate_schedule(config, 10)))
 
 
 def _restored_leaves(workdir, config, step):
@@ -71,7 +72,7 @@ def _restored_leaves(workdir, config, step):
 # -------------------------------------------------------------------------------------------- one trainer per run
 
 
-# What a running trainer does to its work directory (train.WorkdirLock), without importing JAX: an exclusive flock
+# What a running trainer does to its work directory (loop.WorkdirLock), without importing JAX: an exclusive flock
 # on lock.json, which holds its pid, host and start time.
 HOLDER = """
 import datetime, fcntl, json, os, socket, sys, time
@@ -90,7 +91,7 @@ def test_second_trainer_stops_at_once_naming_the_running_one(tmp_path, capsys):
   clean-up), its stale record is taken over."""
   config = run_config(tmp_path / "data")
   saved_run(tmp_path / "run", config, step=4, steps_per_epoch=10)
-  holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "run" / train.LOCK_FILE)],
+  holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "run" / loop.LOCK_FILE)],
                             stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline().strip() == "held"
@@ -107,7 +108,7 @@ def test_second_trainer_stops_at_once_naming_the_running_one(tmp_path, capsys):
     holder.wait()
   record = json.loads((tmp_path / "run" / "lock.json").read_text())
   assert record["pid"] == holder.pid  # the dead trainer's record is still there...
-  lock = train.WorkdirLock(tmp_path / "run")
+  lock = loop.WorkdirLock(tmp_path / "run")
   lock.acquire()  # ... and taken over
   assert json.loads((tmp_path / "run" / "lock.json").read_text())["pid"] == os.getpid()
   lock.release()
@@ -120,11 +121,11 @@ def test_full_disk_while_checkpointing_keeps_the_older_checkpoints(tmp_path, sma
   config = run_config(tmp_path / "data")
   state = _state(config)
   checkpoints = Checkpoints(small_disk / "run", keep=3)
-  checkpoints.save(3, state.items(), train.checkpoint_meta(config, 3, 10))
+  checkpoints.save(3, state.items(), loop.checkpoint_meta(config, 3, 10))
   before = _digest(small_disk / "run")
   fill(small_disk)
   with pytest.raises(CheckpointError) as e:
-    checkpoints.save(6, state.items(), train.checkpoint_meta(config, 6, 10))
+    checkpoints.save(6, state.items(), loop.checkpoint_meta(config, 6, 10))
   checkpoints.close()
   message = str(e.value)
   assert "\n" not in message
@@ -144,7 +145,7 @@ def test_failed_checkpoint_write_is_one_error(tmp_path, monkeypatch):
   config = run_config(tmp_path / "data")
   state = _state(config)
   checkpoints = Checkpoints(tmp_path / "run")
-  checkpoints.save(3, state.items(), train.checkpoint_meta(config, 3, 10))
+  checkpoints.save(3, state.items(), loop.checkpoint_meta(config, 3, 10))
   before = _digest(tmp_path / "run")
 
   def no_space(*args, **kwargs):
@@ -153,7 +154,7 @@ def test_failed_checkpoint_write_is_one_error(tmp_path, monkeypatch):
   monkeypatch.setattr(checkpoints._manager, "save", no_space)
   with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*checkpoints/6 \(OSError: \[Errno 28\] No "
                      r"space left on device.*\); the older checkpoints \[3\] are intact"):
-    checkpoints.save(6, state.items(), train.checkpoint_meta(config, 6, 10))
+    checkpoints.save(6, state.items(), loop.checkpoint_meta(config, 6, 10))
   checkpoints.close()
   assert _digest(tmp_path / "run") == before
 
@@ -224,22 +225,22 @@ def test_edited_config_json_names_the_field(tmp_path):
   checkpoints = Checkpoints(tmp_path / "run")
   before = _digest(tmp_path / "run")
   with pytest.raises(CheckpointError) as e:
-    train._check_checkpoint_config(checkpoints, edited)
+    loop._check_checkpoint_config(checkpoints, edited)
   checkpoints.close()
   assert "learning_rate: 0.01 -> 0.02; ema_decay: 0.999 -> 0.99" in str(e.value)
   assert f"checkpoint {tmp_path / 'run' / 'checkpoints' / '4'} was written with" in str(e.value)
   assert _digest(tmp_path / "run") == before
   checkpoints = Checkpoints(tmp_path / "run")
-  train._check_checkpoint_config(checkpoints, dataclasses.replace(config, steps=20, log_every=5))  # resumable fields
+  loop._check_checkpoint_config(checkpoints, dataclasses.replace(config, steps=20, log_every=5))  # resumable fields
   checkpoints.close()
 
 
 def test_a_torn_last_metrics_line_is_left_out(tmp_path):
   (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss_bits": 8.0}\n{"step": 2, "lo')
-  assert train.read_metrics(tmp_path) == [{"step": 1, "loss_bits": 8.0}]
+  assert loop.read_metrics(tmp_path) == [{"step": 1, "loss_bits": 8.0}]
   (tmp_path / "metrics.jsonl").write_text('{"step": 1, "lo\n{"step": 2, "loss_bits": 8.0}\n')
   with pytest.raises(CheckpointError, match="metrics.jsonl: line 1 is not JSON"):
-    train.read_metrics(tmp_path)
+    loop.read_metrics(tmp_path)
 
 
 def test_log_window_round_trips_exactly():
@@ -250,10 +251,10 @@ def test_log_window_round_trips_exactly():
             {"loss_bits": np.float32(np.nan), "grad_norm": np.float32(1e-7), "lr": np.float32(0.002),
              "skipped": np.int32(2)}]
   config = run_config("/data")
-  meta = json.loads(json.dumps(train.checkpoint_meta(config, 6, 10, window)))
-  restored = train.log_window(meta)
+  meta = json.loads(json.dumps(loop.checkpoint_meta(config, 6, 10, window)))
+  restored = loop.log_window(meta)
   for a, b in zip(window, restored, strict=True):
-    for k in train.STEP_METRICS:
+    for k in loop.STEP_METRICS:
       assert type(a[k]) is type(b[k]) and (a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k]))), k
 
 

@@ -12,9 +12,11 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from hrnn import sampling, scan, train
+from hrnn.model import sampling
+from hrnn.ops import scan
+from hrnn.train import loop
 from hrnn.config import TrainConfig, get_preset
-from hrnn.model import HarmonicRNN
+from hrnn.model.harmonic_rnn import HarmonicRNN
 
 PLATFORMS = ("tpu", "cuda")
 PALLAS_CALL = {"tpu": "stablehlo.custom_call @tpu_custom_call", "cuda": "stablehlo.custom_call @__gpu$xla.gpu.triton"}
@@ -76,12 +78,12 @@ def paper_config(**overrides) -> TrainConfig:
 
 
 def train_step_text(config: TrainConfig, platform: str) -> str:
-  """The real jitted train step of `config` (hrnn.train.make_train_step) exported for `platform`."""
-  schedule = train.learning_rate_schedule(config, 10)
-  optimizer = train.make_optimizer(config, schedule)
-  mesh = train.make_mesh(config)
-  step = train.make_train_step(train.model_graph(config, dropout=True), config, optimizer, schedule, mesh)
-  state = jax.eval_shape(lambda: train.init_state(config, optimizer))
+  """The real jitted train step of `config` (hrnn.train.loop.make_train_step) exported for `platform`."""
+  schedule = loop.learning_rate_schedule(config, 10)
+  optimizer = loop.make_optimizer(config, schedule)
+  mesh = loop.make_mesh(config)
+  step = loop.make_train_step(loop.model_graph(config, dropout=True), config, optimizer, schedule, mesh)
+  state = jax.eval_shape(lambda: loop.init_state(config, optimizer))
   rows, length = config.batch_size, config.seq_len
   batch = {"tokens": abstract((rows, length), jnp.int32), "mask": abstract((rows, length), jnp.float32)}
   return lowered_text(step, platform, state, batch)
@@ -112,7 +114,7 @@ def test_context_parallel_train_step_lowers():
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_generate_loop_lowers(platform):
-  # The sampler's compiled program (hrnn.sampling.sample_chunk: the step-wise model, blocks of R tokens) for the
+  # The sampler's compiled program (hrnn.model.sampling.sample_chunk: the step-wise model, blocks of R tokens) for the
   # paper preset: step-wise generation uses no scan kernel, only the layers' single steps.
   model = HarmonicRNN(get_preset("paper"), rngs=nnx.Rngs(0))  # the step form is built from real arrays
   model.eval()

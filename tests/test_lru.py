@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hrnn.lru import CGLRU, BlockDiagonal, sqrt_bounded_derivative
+from hrnn.model.lru import CGLRU, BlockDiagonal, sqrt_bounded_derivative
 
 
 def make(r_min=0.9, r_max=0.99, seed=0):

@@ -12,7 +12,7 @@ from hrnn.cli.metrics import SIZES, add_arguments, format_result
 from hrnn.data import load_split, prepare
 from hrnn.metrics import (CLASSIFIER_SIZES, ESTIMATORS, LIKELIHOOD_BAND, TrainSettings, default_classifier_path,
                           load_classifier)
-from hrnn.paper import table
+from hrnn.paper.published import table
 
 torch.set_num_threads(2)
 

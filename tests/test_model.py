@@ -12,9 +12,9 @@ import pytest
 from flax import nnx
 
 from hrnn.config import PRESETS, ModelConfig, get_preset
-from hrnn.embedding import Embedding
-from hrnn.model import HarmonicRNN, Level, count_params, loss_bits, nll_bits, pad_to_multiple, shift_right, step_depth
-from hrnn.summary import abstract_model, describe
+from hrnn.model.embedding import Embedding
+from hrnn.model.harmonic_rnn import HarmonicRNN, Level, count_params, loss_bits, nll_bits, pad_to_multiple, shift_right, step_depth
+from hrnn.model.summary import abstract_model, describe
 
 # docs/model.md, "Parameter counts" (worked there from the layer shapes).
 PAPER_PARAMS = {

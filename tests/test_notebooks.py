@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from papermill.translators import PythonTranslator
 
-from hrnn import paper, reproduce
+from hrnn.paper import published
+from hrnn.paper import reproduce
 from hrnn.config import get_scale
 
 NOTEBOOKS = reproduce.find_notebooks()
@@ -68,12 +69,12 @@ def test_every_notebook_runs_at_smoke_and_writes_its_tables(tmp_path, kernel_env
   executed = nbformat.read(tmp_path / "notebooks" / "00_quickstart.ipynb", as_version=4)
   assert any(o.get("output_type") == "display_data" and "text/html" in o.get("data", {})
              for c in executed.cells if c.cell_type == "code" for o in c.outputs), "plays audio inline"
-  assert {t.key for t in paper.TABLES} | {f.key for f in paper.FIGURES} <= _tables(tmp_path)
-  for f in paper.FIGURES:
+  assert {t.key for t in published.TABLES} | {f.key for f in published.FIGURES} <= _tables(tmp_path)
+  for f in published.FIGURES:
     assert (tmp_path / "plots" / f.plot).exists()
   text = readme.read_text()
   assert "Not produced" not in text and "preset `smoke`" in text
-  for t in paper.TABLES:
+  for t in published.TABLES:
     meta = json.loads((tmp_path / "tables" / f"{t.key}.json").read_text())
     assert meta["preset"] == "smoke" and meta["hardware"] and meta["date"]
   # Every comparison has its per-seed table, so no verdict reads "not run".
@@ -99,7 +100,7 @@ def test_every_notebook_runs_at_smoke_and_writes_its_tables(tmp_path, kernel_env
 
 
 def test_default_output_directory_is_inside_the_checkout_wherever_launched(tmp_path, monkeypatch):
-  from hrnn.results import default_out
+  from hrnn.paper.results import default_out
 
   monkeypatch.chdir(tmp_path)
   assert default_out() == reproduce.NOTEBOOKS_DIR.parent / "results" / "notebooks"

@@ -1,4 +1,4 @@
-"""hrnn.pallas: the TPU and GPU kernels (interpret mode on CPU) on their own: time blocks, channel blocks, chunks,
+"""hrnn.ops.pallas: the TPU and GPU kernels (interpret mode on CPU) on their own: time blocks, channel blocks, chunks,
 both directions; and the error when a kernel is compiled for a platform it cannot run on."""
 
 import jax
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrnn import pallas
-from hrnn.platforms import PlatformError
+from hrnn.ops import pallas
+from hrnn.ops.platforms import PlatformError
 
 KERNELS = {"tpu": pallas.tpu_scan, "gpu": pallas.gpu_scan}
 

@@ -1,4 +1,4 @@
-"""hrnn.pooling: the tap-by-tap pooling equals the grouped convolutions that define it (docs/model.md,
+"""hrnn.model.pooling: the tap-by-tap pooling equals the grouped convolutions that define it (docs/model.md,
 "Pooling"); the step forms equal the parallel forms."""
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hrnn.pooling import DownPool, UpPool, grouped_taps, left_context
+from hrnn.model.pooling import DownPool, UpPool, grouped_taps, left_context
 
 
 def _conv_down(pool: DownPool, x: jax.Array) -> jax.Array:

@@ -118,7 +118,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from hrnn.config import get_preset
-from hrnn.model import HarmonicRNN
+from hrnn.model.harmonic_rnn import HarmonicRNN
 cfg = get_preset("smoke")
 model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
 tokens = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 320)), jnp.int32)

@@ -1,4 +1,4 @@
-"""hrnn.reproduce: the papermill runner (failures isolated and named) and the results README."""
+"""hrnn.paper.reproduce: the papermill runner (failures isolated and named) and the results README."""
 
 import json
 import os
@@ -7,8 +7,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from hrnn import paper, reproduce
-from hrnn.results import save_table
+from hrnn.paper import published
+from hrnn.paper import reproduce
+from hrnn.paper.results import save_table
 from hrnn.config import get_scale
 
 
@@ -67,7 +68,7 @@ def test_find_notebooks_selects_and_rejects(tmp_path):
 
 def _fake_run(out):
   """Tables as the notebooks write them, for every paper table except table4 (its notebook 'failed')."""
-  for t in paper.TABLES:
+  for t in published.TABLES:
     if t.key == "table4":
       continue
     rows = {r.label: [0.5 + i for i in range(len(t.columns))] for r in t.rows[:2]}
@@ -79,7 +80,7 @@ def _fake_run(out):
   save_table(curves, out, "fig2", preset="cpu", datasets="sc09-espeak")
   save_table(pd.DataFrame({"test NLL (bits)": [3.25]}, index=["quickstart"]), out, "quickstart",
              preset="cpu", datasets="sc09-espeak")
-  statuses = [{"notebook": t.notebook, "seconds": 1.0, "error": None} for t in paper.TABLES if t.key != "table4"]
+  statuses = [{"notebook": t.notebook, "seconds": 1.0, "error": None} for t in published.TABLES if t.key != "table4"]
   statuses.append({"notebook": "04_sota_comparison", "seconds": 2.0, "error": "cell 5 (`train()`): OSError: no"})
   (out / "run_status.json").write_text(json.dumps({"preset": "cpu", "date": "today", "host": "x",
                                                    "notebooks": statuses}))
@@ -90,7 +91,7 @@ def test_readme_contains_every_table_published_and_regenerated(tmp_path):
   text = reproduce.build_readme(tmp_path).read_text()
 
   assert text.startswith("# HarmonicRNN results: preset `cpu`")
-  for t in paper.TABLES:
+  for t in published.TABLES:
     assert f"## {t.title}" in text
     section = text.split(f"## {t.title}")[1].split("\n## ")[0]
     for r in t.rows:  # every published number appears, in its row
@@ -102,14 +103,14 @@ def test_readme_contains_every_table_published_and_regenerated(tmp_path):
     else:
       assert "| ours only |" in section and "| 9.25 |" in section
       assert f"notes of {t.key}" in section and "preset `cpu`, dataset sc09-espeak (synthetic speech, espeak-ng)" in section
-  for f in paper.FIGURES:
+  for f in published.FIGURES:
     assert f"## {f.title}" in text and f.finding in text
   assert "| sinusoidal | 2.5 |" in text
   assert "### quickstart" in text and "| quickstart | 3.25 |" in text
 
 
 def test_readme_opens_with_verdicts_and_names_its_datasets_and_wavs(tmp_path):
-  from hrnn import verdicts
+  from hrnn.paper import verdicts
   from hrnn.data import write_wav
   import numpy as np
 
@@ -136,7 +137,7 @@ def test_readme_opens_with_verdicts_and_names_its_datasets_and_wavs(tmp_path):
 def test_readme_header_row_pairs_paper_and_run_columns(tmp_path):
   _fake_run(tmp_path)
   text = reproduce.build_readme(tmp_path).read_text()
-  t = paper.table("table1")
+  t = published.table("table1")
   header = "| pooling groups | " + " | ".join(f"{c} (paper) | {c} (this run)" for c in t.columns) + " |"
   assert header in text
   # dense: paper (1, 7.8, 1.956) beside this run's (0.5, 1.5, 2.5).
@@ -160,7 +161,7 @@ def test_spectrograms_one_panel_per_file_sharing_the_frequency_axis(tmp_path):
   import numpy as np
 
   from hrnn.data import write_wav
-  from hrnn.results import spectrograms
+  from hrnn.paper.results import spectrograms
 
   matplotlib.use("Agg")
   paths = []
@@ -182,7 +183,7 @@ def test_save_plot_writes_a_palette_png_of_the_figure(tmp_path):
   import numpy as np
   from PIL import Image
 
-  from hrnn.results import save_plot
+  from hrnn.paper.results import save_plot
 
   matplotlib.use("Agg")
   fig, ax = plt.subplots(figsize=(2, 1))
@@ -202,7 +203,7 @@ def test_compact_notebook_palettes_every_png_output_and_keeps_the_rest(tmp_path)
   import numpy as np
   from PIL import Image
 
-  from hrnn.results import compact_notebook
+  from hrnn.paper.results import compact_notebook
 
   noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
   buffer = io.BytesIO()
@@ -222,8 +223,8 @@ def test_compact_notebook_palettes_every_png_output_and_keeps_the_rest(tmp_path)
 
 
 def test_seed_tables_mean_and_spread_per_model(tmp_path):
-  from hrnn.results import save_seed_tables
-  from hrnn.verdicts import read_seeds
+  from hrnn.paper.results import save_seed_tables
+  from hrnn.paper.verdicts import read_seeds
 
   frame = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2], "groups": [1, 1, 1, 4, 4, 4],
                         "test NLL (bits)": [5.0, 5.2, 5.4, 4.9, 4.9, 5.2]},
@@ -250,7 +251,7 @@ def test_listening_rows_flag_and_quieten_full_scale_noise(tmp_path):
   import numpy as np
 
   from hrnn.data import write_wav
-  from hrnn.results import NOISE_GAIN, listening_rows
+  from hrnn.paper.results import NOISE_GAIN, listening_rows
 
   rng = np.random.default_rng(0)
   write_wav(tmp_path / "noise.wav", rng.uniform(-1, 1, 16000).astype(np.float32))  # RMS 1/sqrt(3) = 0.58

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 from flax import nnx
 
-from hrnn import sampling
+from hrnn.model import sampling
 from hrnn.cli import main
 from hrnn.config import get_preset
 from hrnn.data import dequantize
-from hrnn.model import HarmonicRNN, shift_right
+from hrnn.model.harmonic_rnn import HarmonicRNN, shift_right
 
 TOLERANCE = 1e-4  # max |step logits - parallel logits|, float32
 

@@ -1,4 +1,4 @@
-"""hrnn.scan: every backend against a float64 sequential reference (values and gradients), context parallelism."""
+"""hrnn.ops.scan: every backend against a float64 sequential reference (values and gradients), context parallelism."""
 
 import jax
 import jax.numpy as jnp
@@ -7,9 +7,10 @@ import pytest
 import scipy.signal
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from hrnn import native, scan
+from hrnn.ops import native
+from hrnn.ops import scan
 from hrnn.errors import HrnnError
-from hrnn.platforms import PlatformError
+from hrnn.ops.platforms import PlatformError
 
 SHORT = (1, 2, 159, 160, 161)
 LONG = 16_000
@@ -166,7 +167,7 @@ def test_native_kernels_refuse_other_platforms():
 
 def test_native_build_is_cached_and_reports_errors(tmp_path):
   # The library is built once per key (a second build is the same file) and a failing compiler is an error that
-  # names it (hrnn.native turns that into one warning and the XLA loop).
+  # names it (hrnn.ops.native turns that into one warning and the XLA loop).
   cxx = native.compiler()
   path = native.build(cxx, tmp_path)
   assert path.exists() and native.build(cxx, tmp_path) == path and len(list(tmp_path.iterdir())) == 1
@@ -223,7 +224,7 @@ def test_context_parallel_matches_unsharded(backend):
     def local(a, b, h0, backend=backend):
       return scan.linear_recurrence(a, b, h0, backend=backend, seq_axis="seq")
 
-    # Pallas's CPU interpreter needs unchecked shard_map (see hrnn.sharding.sharded_logits).
+    # Pallas's CPU interpreter needs unchecked shard_map (see hrnn.train.sharding.sharded_logits).
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(None, "seq"), P(None, "seq"), P()),
                             out_specs=(P(None, "seq"), P(None, "seq")), check_vma=backend != "pallas")
 

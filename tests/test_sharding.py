@@ -1,4 +1,4 @@
-"""hrnn.sharding: meshes, batch placement and padding, and the context-parallel model (with remat policies)
+"""hrnn.train.sharding: meshes, batch placement and padding, and the context-parallel model (with remat policies)
 against the unsharded model."""
 
 import dataclasses
@@ -10,11 +10,11 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from hrnn import sharding
+from hrnn.train import sharding
 from hrnn.config import ConfigError, ModelConfig, get_preset
 from hrnn.errors import HrnnError
-from hrnn.model import HarmonicRNN, loss_bits
-from hrnn.train import compiler_options
+from hrnn.model.harmonic_rnn import HarmonicRNN, loss_bits
+from hrnn.train.loop import compiler_options
 
 # Paper-structured (pool factors 2, 4, 4, 5; CG-LRU and MLP blocks; depthwise pooling), narrow and shallow: one
 # temporal block on each path of the outer level and in the innermost stack.
@@ -83,7 +83,7 @@ def test_remat_config():
 
 
 def logits_and_grads(cfg, tokens, mask, mesh=None):
-  """Logits and parameter gradients of the mean NLL, unsharded (mesh None) or through hrnn.sharding."""
+  """Logits and parameter gradients of the mean NLL, unsharded (mesh None) or through hrnn.train.sharding."""
   model = HarmonicRNN(cfg, rngs=nnx.Rngs(0))
   model.eval()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)

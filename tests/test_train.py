@@ -17,7 +17,9 @@ import optax
 import pandas as pd
 import pytest
 
-from hrnn import data, sharding, train
+from hrnn import data
+from hrnn.train import sharding
+from hrnn.train import loop
 from hrnn.config import ConfigError
 from train_fixtures import (TINY_MODEL, assert_bit_identical, checkpoint_arrays, compile_cache,  # noqa: F401
                             data_root, read_metrics, run_config)
@@ -25,7 +27,7 @@ from train_fixtures import (TINY_MODEL, assert_bit_identical, checkpoint_arrays,
 
 def test_loss_falls_and_metrics_are_logged(data_root, compile_cache, tmp_path):
   config = run_config(data_root, steps=24, checkpoint_every=24)
-  result = train.train_and_evaluate(config, tmp_path, progress=False)
+  result = loop.train_and_evaluate(config, tmp_path, progress=False)
   assert (result.step, result.total_steps, result.skipped, result.interrupted) == (24, 24, 0, False)
   metrics = pd.read_json(result.metrics_path, lines=True)
   steps = metrics[metrics["split"].isna()]
@@ -88,7 +90,7 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(data_root, compile
   # run logged it (its means over the same steps).
   steps = [r["step"] for r in read_metrics(workdir) if "split" not in r]
   assert steps == list(range(2, 13, 2))
-  deterministic = lambda rows: [{k: v for k, v in r.items() if k not in train.WALL_CLOCK_FIELDS} for r in rows]
+  deterministic = lambda rows: [{k: v for k, v in r.items() if k not in loop.WALL_CLOCK_FIELDS} for r in rows]
   assert deterministic(read_metrics(workdir)) == deterministic(read_metrics(tmp_path / "reference"))
 
 
@@ -102,7 +104,7 @@ def test_nan_batch_is_skipped_and_counted(data_root, compile_cache, tmp_path, mo
       yield batch
 
   monkeypatch.setattr(data, "batches", poisoned)
-  result = train.train_and_evaluate(run_config(data_root, steps=5, checkpoint_every=5), tmp_path, progress=False)
+  result = loop.train_and_evaluate(run_config(data_root, steps=5, checkpoint_every=5), tmp_path, progress=False)
   assert (result.step, result.skipped) == (5, 1)
   lines = [r for r in read_metrics(tmp_path) if "split" not in r]
   assert [r["skipped"] for r in lines] == [0, 0, 1, 1, 1]
@@ -112,9 +114,9 @@ def test_nan_batch_is_skipped_and_counted(data_root, compile_cache, tmp_path, mo
 
 def _tiny_state(data_root, **overrides):
   config = run_config(data_root, model=TINY_MODEL, **overrides)
-  schedule = train.learning_rate_schedule(config, 10)
-  optimizer = train.make_optimizer(config, schedule)
-  return config, optimizer, schedule, train.init_state(config, optimizer)
+  schedule = loop.learning_rate_schedule(config, 10)
+  optimizer = loop.make_optimizer(config, schedule)
+  return config, optimizer, schedule, loop.init_state(config, optimizer)
 
 
 @pytest.mark.parametrize("poison", ["nan", "inf", "exploding"])
@@ -123,7 +125,7 @@ def test_non_finite_or_exploding_gradient_is_skipped(data_root, poison):
   leaves, treedef = jax.tree.flatten(jax.tree.map(jnp.zeros_like, state.params))
   bad = {"nan": np.nan, "inf": np.inf, "exploding": config.skip_norm}[poison]
   grads = jax.tree.unflatten(treedef, [leaves[0].at[(0,) * leaves[0].ndim].set(bad)] + leaves[1:])
-  new, metrics = train.apply_update(state, grads, jnp.float32(3.0), config, optimizer, schedule)
+  new, metrics = loop.apply_update(state, grads, jnp.float32(3.0), config, optimizer, schedule)
   assert (int(new.step), int(new.skipped), int(metrics["skipped"])) == (1, 1, 1)
   for before, after in ((state.params, new.params), (state.ema, new.ema), (state.opt_state, new.opt_state)):
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
@@ -132,7 +134,7 @@ def test_non_finite_or_exploding_gradient_is_skipped(data_root, poison):
 def test_finite_update_moves_params_ema_and_counts(data_root):
   config, optimizer, schedule, state = _tiny_state(data_root, warmup_steps=0)  # no warm-up: the first lr is > 0
   grads = jax.tree.map(jnp.ones_like, state.params)
-  new, metrics = train.apply_update(state, grads, jnp.float32(3.0), config, optimizer, schedule)
+  new, metrics = loop.apply_update(state, grads, jnp.float32(3.0), config, optimizer, schedule)
   assert (int(new.step), int(new.skipped)) == (1, 0)
   assert np.isclose(float(metrics["grad_norm"]), optax.global_norm(grads))
   moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(jax.tree.leaves(state.params),
@@ -148,8 +150,8 @@ def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):
   the summed loss, token count and gradients of one device with the whole batch."""
   assert jax.device_count() == 8
   config = run_config(data_root, model=TINY_MODEL)
-  state = train.init_state(config, train.make_optimizer(config, optax.constant_schedule(0.0)))
-  graphdef = train.model_graph(config, dropout=True)
+  state = loop.init_state(config, loop.make_optimizer(config, optax.constant_schedule(0.0)))
+  graphdef = loop.model_graph(config, dropout=True)
   rng = np.random.default_rng(1)
   lengths = np.array([320, 200, 320, 17, 320, 320, 1, 300])
   batch = {"tokens": rng.integers(0, 256, (8, 320)).astype(np.int32),
@@ -159,7 +161,7 @@ def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):
     mesh = sharding.make_mesh(data=data_devices, seq=seq)
     placed = sharding.place_batch(batch, mesh, config.model)
     on_mesh = sharding.replicate(state, mesh)
-    step = jax.jit(lambda p, r, t, m: train.summed_gradients(graphdef, p, r, t, m, mesh, accumulate))
+    step = jax.jit(lambda p, r, t, m: loop.summed_gradients(graphdef, p, r, t, m, mesh, accumulate))
     results.append(step(on_mesh.params, on_mesh.rngs, placed["tokens"], placed["mask"]))
   (bits_1, count_1, grads_1, _), (bits_8, count_8, grads_8, _) = results
   assert float(count_1) == float(count_8) == lengths.sum()
@@ -170,7 +172,7 @@ def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):
 
 def test_batch_that_does_not_split_over_the_mesh_is_a_config_error(data_root):
   with pytest.raises(ConfigError, match="batch_size=6"):
-    train.make_mesh(run_config(data_root, batch_size=6, mesh_data=4))
+    loop.make_mesh(run_config(data_root, batch_size=6, mesh_data=4))
 
 
 _WORKER = """
@@ -210,7 +212,7 @@ def test_two_processes_each_feeding_half_the_batch(data_root, compile_cache, tmp
 
 
 def test_cli_config_new_run_resumed_run_and_overrides(data_root, tmp_path):
-  from hrnn.checkpoint import write_config
+  from hrnn.train.checkpoint import write_config
   from hrnn.cli import build_parser
   from hrnn.cli.train import build_config
 

@@ -1,12 +1,13 @@
-"""hrnn.verdicts: each claim's verdict from small hand-made tables, expected verdicts worked out by hand."""
+"""hrnn.paper.verdicts: each claim's verdict from small hand-made tables, expected verdicts worked out by hand."""
 
 import csv
 import json
 
 import pytest
 
-from hrnn import paper, verdicts
-from hrnn.verdicts import CONTRADICTED, NOT_AT_SCALE, NOT_RUN, REPRODUCED
+from hrnn.paper import published
+from hrnn.paper import verdicts
+from hrnn.paper.verdicts import CONTRADICTED, NOT_AT_SCALE, NOT_RUN, REPRODUCED
 
 
 def _seeds(out, key, columns, rows, datasets=("sc09-espeak",)):
@@ -35,7 +36,7 @@ def _table(out, key, columns, rows, datasets):
 
 
 def _table1(out, dense, groups4, diagonal):
-  _seeds(out, "table1", [paper.NLL], {"dense": [(v,) for v in dense], "4 groups": [(v,) for v in groups4],
+  _seeds(out, "table1", [published.NLL], {"dense": [(v,) for v in dense], "4 groups": [(v,) for v in groups4],
                                       "diagonal": [(v,) for v in diagonal]})
 
 
@@ -97,7 +98,7 @@ def _table2(out, nll_offset, base_is, speeds=((30.0, 11.0), (10.0, 10.0))):
       "no pooling": [(flat_train, flat_gen, 5.000 + i * 0.002 + nll_offset, f, s) for i, (f, s) in
                      enumerate(zip((3.0, 3.2, 2.8), (3.0, 3.1, 2.9)))],
   }
-  _seeds(out, "table2", ["train speed (epoch/h)", "inference (ktok/s)", paper.NLL, "FID", "IS"], rows)
+  _seeds(out, "table2", ["train speed (epoch/h)", "inference (ktok/s)", published.NLL, "FID", "IS"], rows)
 
 
 def test_table2_speed_nll_and_quality(tmp_path):
@@ -122,7 +123,7 @@ def test_table2_quality_needs_digits(tmp_path):
 
 
 def test_fig2(tmp_path):
-  columns = [verdicts.CONVERGENCE, paper.NLL]
+  columns = [verdicts.CONVERGENCE, published.NLL]
   clear = {"sinusoidal": [(5.0, 4.9), (5.01, 4.91), (5.02, 4.92)]}
   clear.update({e: [(5.5, 5.3), (5.51, 5.31), (5.52, 5.32)] for e in verdicts.EMBEDDINGS[1:]})
   _seeds(tmp_path, "fig2", columns, clear)
@@ -136,7 +137,7 @@ def test_fig2(tmp_path):
 
 
 def test_published_values_only_on_the_papers_data(tmp_path):
-  columns = [paper.PARAMS, paper.NLL, "FID", "IS"]
+  columns = [published.PARAMS, published.NLL, "FID", "IS"]
   _table(tmp_path, "table3", columns, {"HarmonicRNN baseline": (0.5, 5.4, 420.0, 1.02)}, ["sc09-espeak"])
   sc09 = verdicts.values_verdicts(tmp_path, {})[0]
   assert sc09.verdict == NOT_AT_SCALE and "sc09-espeak, not the paper's data" in sc09.why

@@ -13,7 +13,7 @@ import pytest
 
 from hrnn import data
 from hrnn.config import TrainConfig, get_preset
-from hrnn.train import read_metrics  # noqa: F401  (the tests read the log through it)
+from hrnn.train.loop import read_metrics  # noqa: F401  (the tests read the log through it)
 
 # The smoke preset with dropout on, so that resuming must also reproduce the dropout masks.
 MODEL = dataclasses.replace(get_preset("smoke"), dropout=0.1)
@@ -54,14 +54,14 @@ def compile_cache(tmp_path_factory):
 def checkpoint_arrays(workdir, step: int) -> dict[str, list[np.ndarray]]:
   """Every array of checkpoint `step` as numpy (PRNG keys as their key data), per item, read onto one device
   whatever the devices that wrote it."""
-  from hrnn import train
-  from hrnn.checkpoint import Checkpoints, read_config
+  from hrnn.train import loop
+  from hrnn.train.checkpoint import Checkpoints, read_config
 
   config = read_config(workdir)
-  optimizer = train.make_optimizer(config, train.learning_rate_schedule(config, 1))
+  optimizer = loop.make_optimizer(config, loop.learning_rate_schedule(config, 1))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          jax.eval_shape(lambda: train.init_state(config, optimizer).items()))
+                          jax.eval_shape(lambda: loop.init_state(config, optimizer).items()))
   checkpoints = Checkpoints(workdir)
   items, _ = checkpoints.restore(abstract, step)
   checkpoints.close()
@@ -80,14 +80,14 @@ def assert_bit_identical(a: dict[str, list[np.ndarray]], b: dict[str, list[np.nd
 def saved_run(workdir, config: TrainConfig, step: int = 0, steps_per_epoch: int = 40):
   """A work directory holding `config` and one checkpoint of its initial state at `step`, with EMA weights set
   to half the parameters (so that EMA and raw weights differ), written without training. Returns the state."""
-  from hrnn import train
-  from hrnn.checkpoint import Checkpoints, write_config
+  from hrnn.train import loop
+  from hrnn.train.checkpoint import Checkpoints, write_config
 
-  state = train.init_state(config, train.make_optimizer(config, train.learning_rate_schedule(config, 10)))
+  state = loop.init_state(config, loop.make_optimizer(config, loop.learning_rate_schedule(config, 10)))
   state = state.replace(ema=jax.tree.map(lambda p: p * 0.5, state.params))
   workdir.mkdir(parents=True, exist_ok=True)
   write_config(workdir, config)
   checkpoints = Checkpoints(workdir)
-  checkpoints.save(step, state.items(), train.checkpoint_meta(config, step, steps_per_epoch))
+  checkpoints.save(step, state.items(), loop.checkpoint_meta(config, step, steps_per_epoch))
   checkpoints.close()
   return state

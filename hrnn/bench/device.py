@@ -34,7 +34,7 @@ TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_accelerator.py"
 def add_arguments(parser):
   from hrnn.config import PRESETS, SCAN_BACKENDS  # light: no JAX
 
-  parser.add_argument("--backends", default=",".join(SCAN_BACKENDS), help="comma-separated hrnn.scan backends")
+  parser.add_argument("--backends", default=",".join(SCAN_BACKENDS), help="comma-separated hrnn.ops.scan backends")
   parser.add_argument("--min-log2", type=int, default=12, help="shortest scan length, as a power of two")
   parser.add_argument("--max-log2", type=int, default=20, help="longest scan length, as a power of two")
   parser.add_argument("--channels", type=int, default=128, help="complex channels of the scan benchmark")
@@ -121,7 +121,7 @@ def run_sample(args) -> dict:
 def run(args):
   import jax
 
-  from hrnn import scan
+  from hrnn.ops import scan
   from hrnn.bench import train as bench_train
 
   device = jax.devices()[0]

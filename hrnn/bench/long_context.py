@@ -2,7 +2,7 @@
 
 The paper trains on whole YouTubeMix minutes (960,000 tokens at 16 kHz) by sharding the time axis over devices.
 This runs the training gradient (mean NLL in bits and its parameter gradients) of one --tokens-long random
-sequence with the time axis split over --seq devices (`hrnn.sharding`; on CPU, virtual devices from
+sequence with the time axis split over --seq devices (`hrnn.train.sharding`; on CPU, virtual devices from
 XLA_FLAGS=--xla_force_host_platform_device_count, set here when JAX has not started yet), with the --remat policy
 and each temporal block run over time chunks of --remat-chunk steps (`ModelConfig.remat_chunk`).
 
@@ -38,7 +38,7 @@ def add_arguments(parser):
   parser.add_argument("--remat-chunk", type=int, default=500,
                       help="ModelConfig.remat_chunk: time steps per recomputed chunk of each temporal block "
                            "(default 500; 0: whole sequences)")
-  parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.scan backend (default: the platform's)")
+  parser.add_argument("--scan-backend", choices=SCAN_BACKENDS, help="hrnn.ops.scan backend (default: the platform's)")
   parser.add_argument("--max-gib", type=float, default=None,
                       help="run the step only if XLA's plan fits in this (default: 90%% of MemAvailable)")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -59,9 +59,9 @@ def run(args):
   import optax
   from flax import nnx
 
-  from hrnn import sharding
-  from hrnn.model import HarmonicRNN
-  from hrnn.train import compiler_options
+  from hrnn.train import sharding
+  from hrnn.model.harmonic_rnn import HarmonicRNN
+  from hrnn.train.loop import compiler_options
 
   cfg = dataclasses.replace(get_preset(args.preset), remat=args.remat, remat_chunk=args.remat_chunk or None,
                             scan_backend=args.scan_backend)

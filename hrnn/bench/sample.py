@@ -50,7 +50,7 @@ def matmuls_per_token(params) -> list[tuple[float, int]]:
   """(uses per generated token, multiply-adds per use) of every matmul in a step: each weight of a level at rate
   1/r is used once per r tokens, a down-pool applies one of its p taps per fine step, an up-pool all p taps per
   coarse step."""
-  work = [(1.0, params.head_w.size)]  # params: hrnn.model.ModelDecode
+  work = [(1.0, params.head_w.size)]  # params: hrnn.model.harmonic_rnn.ModelDecode
   level, rate = params.net, 1
   while True:
     for block in level.down + (level.up or ()):
@@ -95,7 +95,7 @@ def naive_tokens_per_s(model, batch: int, n_tokens: int, repeats: int) -> float:
   import jax.numpy as jnp
   from flax import nnx
 
-  from hrnn.sampling import categorical
+  from hrnn.model.sampling import categorical
 
   length = -(-n_tokens // model.cfg.total_pool) * model.cfg.total_pool
   keys = jax.random.split(jax.random.key(0), batch)
@@ -125,9 +125,9 @@ def benchmark(preset: str, batch: int, tokens: int, repeats: int = 3, naive_toke
   import jax.numpy as jnp
   from flax import nnx
 
-  from hrnn import sampling
+  from hrnn.model import sampling
   from hrnn.config import get_preset
-  from hrnn.model import START_TOKEN, HarmonicRNN
+  from hrnn.model.harmonic_rnn import START_TOKEN, HarmonicRNN
 
   load = os.getloadavg()[0]
   model = HarmonicRNN(get_preset(preset), rngs=nnx.Rngs(0))

@@ -1,4 +1,4 @@
-"""Benchmark: throughput of every `hrnn.scan` backend against the machine's memory bandwidth.
+"""Benchmark: throughput of every `hrnn.ops.scan` backend against the machine's memory bandwidth.
 
 For each backend, length 2^k (k from --min-log2 to --max-log2), mode `fwd` (h, h_last from a, b) and `fwd_bwd`
 (the same and the cotangents of a and b), complex64 inputs [batch, length, channels] with |a| = 0.999:
@@ -32,7 +32,7 @@ _ARRAYS_MOVED = {"fwd": 3, "fwd_bwd": 8}
 
 def add_arguments(parser):
   parser.add_argument("--backends", default="linear,associative,chunked,pallas",
-                      help="comma-separated hrnn.scan backends")
+                      help="comma-separated hrnn.ops.scan backends")
   parser.add_argument("--min-log2", type=int, default=10, help="shortest length, as a power of two")
   parser.add_argument("--max-log2", type=int, default=20, help="longest length, as a power of two")
   parser.add_argument("--batch", type=int, default=4, help="sequences per call (reduced where memory is short)")
@@ -89,7 +89,7 @@ def _inputs(batch: int, length: int, channels: int):
 def _program(backend: str, mode: str):
   import jax
 
-  from hrnn.scan import linear_recurrence
+  from hrnn.ops.scan import linear_recurrence
 
   def forward(a, b):
     return linear_recurrence(a, b, backend=backend)
@@ -134,7 +134,7 @@ def _fitting_batch(backend: str, mode: str, batch: int, length: int, channels: i
 def _summary(results: list[dict], bound: dict[str, float]) -> dict:
   """The default backend against the bandwidth bound at its longest length, and against `associative` at the
   longest length both ran, per mode; by wall time and by CPU time (steadier on a shared machine)."""
-  from hrnn.scan import default_backend
+  from hrnn.ops.scan import default_backend
 
   default = default_backend()
   summary = {"default_backend": default}

@@ -1,6 +1,6 @@
-"""Benchmark: training throughput, compile time and peak memory of one `hrnn.train` step.
+"""Benchmark: training throughput, compile time and peak memory of one `hrnn.train.loop` step.
 
-The step is the real one (`hrnn.train.make_train_step`: forward, backward, clipping, AdamW, EMA, dropout) on a random
+The step is the real one (`hrnn.train.loop.make_train_step`: forward, backward, clipping, AdamW, EMA, dropout) on a random
 batch [batch, seq_len] on the default mesh, by default with remat "block" and time chunks of 500 steps
 (`ModelConfig.remat_chunk`: one chunk's activations stay in cache, and memory stays small). Reported: compile_s
 (lowering + XLA compilation of the step), tokens_per_s = batch x seq_len x steps / time of `steps` steps after one
@@ -19,7 +19,7 @@ import sys
 HELP = "Training step: tokens/s, SC09 epochs/hour, compile time and peak memory of presets."
 
 SC09_TRAIN_CLIPS = 31_158  # SC09's training split (its two list files leave out validation and test)
-# hrnn.paper Table 2 row label of each preset it reports.
+# hrnn.paper.published Table 2 row label of each preset it reports.
 PAPER_ROWS = {"paper": "baseline", "one-pool": "1 pool layer", "no-pool": "no pooling"}
 MEMORY_LEAN = {"remat": "block", "remat_chunk": 500, "scan_backend": None}  # defaults of the memory flags
 
@@ -51,18 +51,21 @@ def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, remat
   import jax
   import numpy as np
 
-  from hrnn import data, scan, sharding, train
+  from hrnn import data
+  from hrnn.ops import scan
+  from hrnn.train import sharding
+  from hrnn.train import loop
   from hrnn.bench import peak_rss_mb
   from hrnn.config import TrainConfig, get_preset
 
   model = dataclasses.replace(get_preset(preset), remat=remat, remat_chunk=remat_chunk or None,
                               scan_backend=scan_backend)
   config = TrainConfig(model=model, preset=preset, batch_size=batch, seq_len=seq_len, steps=steps + 1, epochs=None)
-  mesh = train.make_mesh(config)
-  schedule = train.learning_rate_schedule(config, steps + 1)
-  optimizer = train.make_optimizer(config, schedule)
-  state = sharding.replicate(train.init_state(config, optimizer), mesh)
-  step = train.make_train_step(train.model_graph(config, dropout=True), config, optimizer, schedule, mesh)
+  mesh = loop.make_mesh(config)
+  schedule = loop.learning_rate_schedule(config, steps + 1)
+  optimizer = loop.make_optimizer(config, schedule)
+  state = sharding.replicate(loop.init_state(config, optimizer), mesh)
+  step = loop.make_train_step(loop.model_graph(config, dropout=True), config, optimizer, schedule, mesh)
   rng = np.random.default_rng(0)
   batch_arrays = sharding.place_batch({"tokens": rng.integers(0, 256, (batch, seq_len)).astype(np.int32)}, mesh,
                                       model)
@@ -102,7 +105,7 @@ def _in_subprocess(preset: str, args) -> dict:
 def compare(results: list[dict]) -> dict:
   """Each preset's epochs/hour over the last one's, here (by wall time, and by this process's CPU time, steadier on
   a shared machine) and in the paper's Table 2 (where it reports both)."""
-  from hrnn.paper import table
+  from hrnn.paper.published import table
 
   published = {row.label: row.values[0] for row in table("table2").rows}
   last = results[-1]

@@ -20,8 +20,8 @@ def run(args):
   import json
 
   from hrnn import data
-  from hrnn.checkpoint import latest_step, load_model
-  from hrnn.evaluate import evaluate
+  from hrnn.train.checkpoint import latest_step, load_model
+  from hrnn.train.evaluate import evaluate
 
   step = latest_step(args.workdir)
   model, config = load_model(args.workdir, ema=not args.raw, step=step)

@@ -15,7 +15,7 @@ def add_arguments(parser):
 
 
 def run(args):
-  from hrnn.summary import describe  # the one place this module imports JAX: `hrnn --help` stays fast
+  from hrnn.model.summary import describe  # the one place this module imports JAX: `hrnn --help` stays fast
 
   info = describe(args.preset)
   if args.json:

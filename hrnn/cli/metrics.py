@@ -119,7 +119,7 @@ COLUMNS = (("fid", "FID", "{:.3f}"), ("is", "IS", "{:.3f}"), ("mis", "mIS", "{:.
 
 def format_result(result: dict) -> list[str]:
   """The human-readable report of `hrnn.metrics.score`'s result: a table, clip counts and estimator labels."""
-  from hrnn.paper import table
+  from hrnn.paper.published import table
 
   info = result["classifier"]
   accuracy = f", test accuracy {100 * info['test_accuracy']:.2f}%" if "test_accuracy" in info else ""
@@ -144,7 +144,7 @@ def format_result(result: dict) -> list[str]:
       values = dict(zip(published.columns, row.values))
       lines.append(f"{row.label + '*':<10}" + "".join(
           f"{_fmt(fmt, values.get(title)):>10}" for _, title, fmt in columns))
-    lines.append("* published by SaShiMi with its own classifier (hrnn.paper); not computed here")
+    lines.append("* published by SaShiMi with its own classifier (hrnn.paper.published); not computed here")
   lines.append("")
   lines += [f"clips      {name}: {_clip_summary(counts)}" for name, counts in result["clips"].items()]
   lines.append("")

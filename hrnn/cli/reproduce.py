@@ -25,7 +25,7 @@ def add_arguments(parser):
 
 
 def run(args):
-  from hrnn.reproduce import build_readme, run_notebooks  # papermill: only when notebooks run
+  from hrnn.paper.reproduce import build_readme, run_notebooks  # papermill: only when notebooks run
 
   out = Path(args.out or f"results/{args.preset}")
   failed = []

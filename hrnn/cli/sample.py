@@ -28,9 +28,9 @@ def add_arguments(parser):
 def run(args):
   from flax import nnx
 
-  from hrnn import sampling
+  from hrnn.model import sampling
   from hrnn.config import get_preset
-  from hrnn.model import HarmonicRNN
+  from hrnn.model.harmonic_rnn import HarmonicRNN
 
   if args.checkpoint:
     source = args.checkpoint

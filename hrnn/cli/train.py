@@ -102,7 +102,7 @@ def field_overrides(args: argparse.Namespace) -> dict:
 def build_config(args: argparse.Namespace) -> TrainConfig:
   """The run's TrainConfig: the one saved in the work directory (resume), --config, or --preset at its scale;
   the field flags given override it (`TrainConfig.override`)."""
-  from hrnn.checkpoint import read_config  # imports JAX: only when a run starts
+  from hrnn.train.checkpoint import read_config  # imports JAX: only when a run starts
 
   overrides = field_overrides(args)
   saved = read_config(args.workdir)
@@ -122,7 +122,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int | None:
   import jax  # the one place this module imports JAX and the trainer: `hrnn --help` stays fast
 
-  from hrnn.train import train_and_evaluate
+  from hrnn.train.loop import train_and_evaluate
 
   if args.compile_cache:
     jax.config.update("jax_compilation_cache_dir", str(Path(args.compile_cache).expanduser()))

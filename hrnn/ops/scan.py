@@ -8,16 +8,16 @@ the same function:
   by JAX. The default on GPU.
 - `chunked`: sequential inside chunks, all chunks at once, and a scan across the chunks' summaries (see
   `chunked_scan`); with the custom VJP below. The default on CPU, where it runs as one chunk, one sequential
-  pass: in the native C++ kernels of `hrnn.native` (through the XLA FFI, near memory bandwidth) when they could
+  pass: in the native C++ kernels of `hrnn.ops.native` (through the XLA FFI, near memory bandwidth) when they could
   be built, else as an XLA loop.
-- `pallas`: `hrnn.pallas`, the Pallas kernels (Mosaic on TPU, Triton on GPU, the TPU kernel in interpret mode on
+- `pallas`: `hrnn.ops.pallas`, the Pallas kernels (Mosaic on TPU, Triton on GPU, the TPU kernel in interpret mode on
   CPU) with the same custom VJP. The default on TPU.
 
 `backend=None` picks the default of the platform the program is lowered for (`DEFAULT_BACKENDS`, through
 `jax.lax.platform_dependent`), and so do the kernels inside a backend (native or XLA loop for `chunked`, which
 Pallas kernel for `pallas`): a program traced on a CPU host and exported or lowered ahead of time for a TPU or
 GPU runs that platform's code. A kernel lowered for a platform it cannot run on stops with
-`hrnn.platforms.PlatformError`.
+`hrnn.ops.platforms.PlatformError`.
 
 Custom VJP of the kernel backends. JAX's cotangent of a complex z is dL/dRe z - i dL/dIm z, the conjugate of
 the usual gradient, so the backward pass (the reverse recurrence with conj(a) on ordinary gradients) reads, on JAX
@@ -44,7 +44,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hrnn import native, pallas
+from hrnn.ops import native
+from hrnn.ops import pallas
 from hrnn.config import SCAN_BACKENDS
 from hrnn.errors import HrnnError
 
@@ -224,7 +225,7 @@ def _with_gradient(kernel: Kernel) -> tuple[Kernel, Callable]:
 def _kernels(backend: str | None) -> dict[str, tuple[Kernel, Callable]]:
   """{platform: (kernel, gradient)} of a kernel backend (None: the platforms' defaults, `DEFAULT_BACKENDS`).
 
-  `chunked` runs on CPU in the native kernels (`hrnn.native`, one fused pass for the gradient) when they could be
+  `chunked` runs on CPU in the native kernels (`hrnn.ops.native`, one fused pass for the gradient) when they could be
   built, else (and on GPU and TPU) as `chunked_scan` laid out for the platform. `pallas` is the TPU kernel on TPU
   (interpret mode on CPU) and the Triton kernel on GPU. Only the kernels of a default are traced for it.
   """

@@ -1,7 +1,7 @@
 """THE PUBLISHED NUMBERS: every result this kit sets its own runs against, as data with its source.
 
 This is the only place in hrnn where published results live (the papers' tables, plus SaShiMi's real-data
-reference rows). Nothing here is computed; the notebooks never read it. `hrnn.reproduce` puts these
+reference rows). Nothing here is computed; the notebooks never read it. `hrnn.paper.reproduce` puts these
 numbers beside the numbers a run wrote to `OUT/tables/KEY.csv` (same `key`, same row labels, same column names).
 
 `None` marks a value the source does not report (shown as "-").

@@ -7,12 +7,12 @@ For an input x_t in R^d:
   log a_t = -8 g^a_t softplus(Lambda) + i g^a_t theta        (the phase is not multiplied by 8)
   z_t   = u_t[:n_c] + i u_t[n_c:]
   b_t   = sqrt(1 - |a_t|^2) (g^x_t z_t)
-  h_t   = a_t h_{t-1} + b_t,   h_{-1} = 0                    (complex64, `hrnn.scan.linear_recurrence`)
+  h_t   = a_t h_{t-1} + b_t,   h_{-1} = 0                    (complex64, `hrnn.ops.scan.linear_recurrence`)
   y_t   = W_y [Re h_t, Im h_t] + c_y                         in R^d
 
 `CGLRU` computes it in two forms that share `recurrence_coefficients`: the parallel form over a sequence
 (`__call__`, which also returns the last state) and the step form (`step`, one time step from the state h_{t-1},
-on the fused arrays of `decode_params`). Shapes follow `hrnn.array_typing`.
+on the fused arrays of `decode_params`). Shapes follow `hrnn.model.array_typing`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn import scan
-from hrnn.array_typing import Activations, Coefficient, Frame, Projection, RNNState, Valid
+from hrnn.ops import scan
+from hrnn.model.array_typing import Activations, Coefficient, Frame, Projection, RNNState, Valid
 
 # -8 in log a: with the gate fully open the per-step decay is r^8 (Griffin's constant c = 8).
 _DECAY_SCALE = 8.0
@@ -92,7 +92,7 @@ def _init_lambda(key: jax.Array, n: int, r_min: float, r_max: float) -> jax.Arra
 @flax.struct.dataclass
 class CGLRUDecode:
   """The step form's arrays (`CGLRU.decode_params`). The input projection W_u is not here: the residual block
-  fuses it with its own gate matmul (`hrnn.blocks.BlockDecode`)."""
+  fuses it with its own gate matmul (`hrnn.model.blocks.BlockDecode`)."""
 
   gates_w: jax.Array  # [G, n_h/G, 2 n_c/G]: per block, BD_x's outputs then BD_a's (the two gates share u)
   gates_b: jax.Array  # [G, 2 n_c/G]

@@ -1,13 +1,13 @@
-"""Native CPU kernels of the linear recurrence (`hrnn/csrc/linear_scan.cc`), called through the XLA FFI.
+"""Native CPU kernels of the linear recurrence (`hrnn/ops/csrc/linear_scan.cc`), called through the XLA FFI.
 
 XLA's CPU code for a sequential loop that reads and writes one time step per iteration runs at a few GB/s (its
 dynamic-slice and dynamic-update-slice loops are not vectorised); the C++ kernels walk the same recurrence at
-close to memory bandwidth. `hrnn.scan`'s `chunked` backend uses them on CPU when they can be built:
+close to memory bandwidth. `hrnn.ops.scan`'s `chunked` backend uses them on CPU when they can be built:
 
-- `scan(a, b, s0, reverse=..., keep_states=...)`: the kernel interface of `hrnn.scan` (`Kernel`);
+- `scan(a, b, s0, reverse=..., keep_states=...)`: the kernel interface of `hrnn.ops.scan` (`Kernel`);
 - `gradient(a, h, h_start, dh, carry)`: the custom VJP's backward pass fused into one pass, (da, db, dh0).
 
-Lowered for another platform than CPU, they stop with `hrnn.platforms.PlatformError`.
+Lowered for another platform than CPU, they stop with `hrnn.ops.platforms.PlatformError`.
 
 The library is compiled on first use with the system's C++ compiler against the XLA FFI headers that ship with
 jaxlib, into `$HRNN_CACHE/kernels` (default `~/.cache/hrnn/kernels`), keyed by the source, the jaxlib version and
@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from hrnn.platforms import unsupported
+from hrnn.ops.platforms import unsupported
 
 SOURCE = Path(__file__).parent / "csrc" / "linear_scan.cc"
 _SUFFIX = {np.dtype(np.complex64): "c64", np.dtype(np.float32): "f32"}
@@ -101,9 +101,9 @@ def available() -> bool:
 def _call(kind: str, dtype, results, *args, **attrs):
   suffix = _SUFFIX.get(np.dtype(dtype))
   if suffix is None:
-    raise TypeError(f"hrnn.native: no kernel for dtype {np.dtype(dtype)} (complex64 and float32 only)")
+    raise TypeError(f"hrnn.ops.native: no kernel for dtype {np.dtype(dtype)} (complex64 and float32 only)")
   if _library() is None:
-    raise RuntimeError("hrnn.native: the kernels could not be built (see the warning above)")
+    raise RuntimeError("hrnn.ops.native: the kernels could not be built (see the warning above)")
 
   def ffi(*args):
     outputs = jax.ffi.ffi_call(f"hrnn_scan{kind}_{suffix}", results, vmap_method="sequential")(*args, **attrs)
@@ -119,13 +119,13 @@ def _call(kind: str, dtype, results, *args, **attrs):
   return lax.platform_dependent(*args, cpu=ffi, default=refused)
 
 
-_REFUSE = unsupported("the native CPU scan kernels (hrnn.native)",
+_REFUSE = unsupported("the native CPU scan kernels (hrnn.ops.native)",
                       "use scan backend 'chunked' (XLA loops off CPU), 'pallas', 'associative' or 'linear'")
 
 
 def scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False,
          keep_states: bool = True) -> tuple[jax.Array | None, jax.Array]:
-  """The `hrnn.scan.Kernel` interface: s_t = a_t s_{t-1} + b_t from s0 (or, `reverse`, the backward pass's
+  """The `hrnn.ops.scan.Kernel` interface: s_t = a_t s_{t-1} + b_t from s0 (or, `reverse`, the backward pass's
   s_t = a_{t+1} s_{t+1} + b_t from the carry s0 = a_T s_T, with final state s_0). a, b [B, T, C]; s0 [B, C].
   Returns (states [B, T, C] or None, final state [B, C])."""
   state = jax.ShapeDtypeStruct(s0.shape, s0.dtype)
@@ -137,7 +137,7 @@ def scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False,
 
 def gradient(a: jax.Array, h: jax.Array, h_start: jax.Array, dh: jax.Array,
              carry: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The recurrence's backward pass in one pass over time (see `hrnn.scan`): g_t = dh_t + a_{t+1} g_{t+1} entered
+  """The recurrence's backward pass in one pass over time (see `hrnn.ops.scan`): g_t = dh_t + a_{t+1} g_{t+1} entered
   with `carry` = a_T g_T, and returns (da_t = g_t h_{t-1} with h_{-1} = h_start, db = g, dh0 = a_0 g_0)."""
   full = jax.ShapeDtypeStruct(a.shape, a.dtype)
   state = jax.ShapeDtypeStruct(h_start.shape, h_start.dtype)

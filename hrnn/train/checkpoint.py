@@ -1,6 +1,6 @@
 """Checkpoints of a training run, written with Orbax into WORKDIR/checkpoints/STEP/.
 
-Each checkpoint holds the items of `hrnn.train.TrainState` (params, ema, opt_state, rngs, counters) as Orbax
+Each checkpoint holds the items of `hrnn.train.loop.TrainState` (params, ema, opt_state, rngs, counters) as Orbax
 pytrees, and `meta`, a JSON object with the step, the data-iterator position (epoch, batch index within the epoch)
 and the full `TrainConfig`. Orbax writes a checkpoint into a temporary directory and renames it when complete, so
 a run killed while saving leaves the previous checkpoints intact; only the newest `keep` are kept. Saving is
@@ -220,7 +220,7 @@ def load_model(workdir: str | Path, ema: bool = True, step: int | None = None) -
   its quantization). `step` picks a checkpoint (default: the newest). Raises CheckpointError when `workdir` holds
   no readable checkpoint.
   """
-  from hrnn.model import HarmonicRNN
+  from hrnn.model.harmonic_rnn import HarmonicRNN
 
   checkpoints = _existing(workdir)
   try:

@@ -8,7 +8,7 @@ so that the residual stream keeps unit scale at init (docs/model.md, "Residual b
 
 `ResidualBlock` and `TemporalStack` each hold both forms: the parallel form (`__call__`, which also returns the
 CG-LRU states after the last real step) and the step form (`decode_params`, `init_state`, `step`). Shapes follow
-`hrnn.array_typing`.
+`hrnn.model.array_typing`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn import scan
-from hrnn.array_typing import Activations, Frame, RNNState, Valid
+from hrnn.ops import scan
+from hrnn.model.array_typing import Activations, Frame, RNNState, Valid
 from hrnn.config import ModelConfig
-from hrnn.initializers import scaled_init
-from hrnn.lru import CGLRU, CGLRUDecode
+from hrnn.model.initializers import scaled_init
+from hrnn.model.lru import CGLRU, CGLRUDecode
 
 
 @flax.struct.dataclass
@@ -301,7 +301,7 @@ def pair_over_chunks(recurrent: ResidualBlock, mlp: ResidualBlock, chunks: jax.A
 
 def entering_state(recurrent: ResidualBlock, chunks: jax.Array, valid: jax.Array, seq_axis: str) -> jax.Array:
   """The CG-LRU state entering this time shard: each shard folds its chunks into (prod a, last state from 0),
-  and `hrnn.scan.shard_carry` combines the summaries of the shards before it."""
+  and `hrnn.ops.scan.shard_carry` combines the summaries of the shards before it."""
   layer = recurrent.layer
 
   def summarise(carry, inputs):

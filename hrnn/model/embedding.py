@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn.array_typing import Activations, Frame, Token, Tokens
+from hrnn.model.array_typing import Activations, Frame, Token, Tokens
 
 
 def sinusoidal_embedding(tokens: jax.Array, width: int) -> jax.Array:

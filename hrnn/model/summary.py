@@ -7,9 +7,9 @@ import dataclasses
 from flax import nnx
 
 from hrnn.config import ModelConfig, get_preset
-from hrnn.blocks import ResidualBlock
-from hrnn.model import HarmonicRNN, count_params
-from hrnn.pooling import DownPool, UpPool
+from hrnn.model.blocks import ResidualBlock
+from hrnn.model.harmonic_rnn import HarmonicRNN, count_params
+from hrnn.model.pooling import DownPool, UpPool
 
 
 def abstract_model(cfg: ModelConfig) -> HarmonicRNN:

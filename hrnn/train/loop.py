@@ -7,11 +7,11 @@
           lr_t = lr min(1, t / warmup)  (then constant, or cosine decay to 0 at the last step)
   EMA     theta_ema <- decay theta_ema + (1 - decay) theta                (evaluation and sampling use theta_ema)
 
-The batch is sharded over a ("data", "seq") device mesh (`hrnn.sharding`): rows over "data", time over "seq"
+The batch is sharded over a ("data", "seq") device mesh (`hrnn.train.sharding`): rows over "data", time over "seq"
 (context parallelism). Each host reads its own rows of every global batch; `jax.distributed.initialize` before
 calling `train_and_evaluate` makes it a multi-host run with no other change.
 
-Everything a resumed run needs is in the checkpoints (`hrnn.checkpoint`): parameters, optimiser state, EMA, the
+Everything a resumed run needs is in the checkpoints (`hrnn.train.checkpoint`): parameters, optimiser state, EMA, the
 dropout RNG streams, step and skip counters, the data position (epoch, batch index) and the config. The data order
 is a function of (seed, epoch), dropout of the saved RNG streams, so a run resumed from a checkpoint computes
 bit-identically the same steps as one that never stopped. Checkpoints are written every `checkpoint_every` steps,
@@ -52,12 +52,13 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from hrnn import data, sharding
-from hrnn.checkpoint import Checkpoints, CheckpointError, config_differences, read_config, write_config
+from hrnn import data
+from hrnn.train import sharding
+from hrnn.train.checkpoint import Checkpoints, CheckpointError, config_differences, read_config, write_config
 from hrnn.config import ConfigError, ModelConfig, TrainConfig
 from hrnn.errors import HrnnError, HrnnWarning
-from hrnn.evaluate import make_eval_step, split_nll
-from hrnn.model import HarmonicRNN, nll_bits
+from hrnn.train.evaluate import make_eval_step, split_nll
+from hrnn.model.harmonic_rnn import HarmonicRNN, nll_bits
 
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "lock.json"

@@ -1,5 +1,5 @@
 """Initialisers shared by the layers (each layer's own initialisation lives beside it: the CG-LRU's decays and
-phases in hrnn.lru)."""
+phases in hrnn.model.lru)."""
 
 from __future__ import annotations
 

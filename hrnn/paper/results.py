@@ -6,7 +6,7 @@
   OUT/plots/NAME.png    figures (palette PNGs: `save_plot`)
   OUT/samples/NAME.wav  generated audio
 
-`KEY` and the column names match `hrnn.paper` for the paper's tables, so that `hrnn.reproduce.build_readme` can
+`KEY` and the column names match `hrnn.paper.published` for the paper's tables, so that `hrnn.paper.reproduce.build_readme` can
 set published and regenerated numbers side by side.
 """
 
@@ -200,7 +200,7 @@ def spectrograms(paths: list[str | os.PathLike], title: str, sample_rate: int = 
 def default_out(name: str = "notebooks") -> Path:
   """Where a notebook writes when its `out` parameter is None: RESULTS/NAME, with RESULTS the `results/` folder of
   the hrnn checkout the code runs from (wherever the notebook was launched), else ./results for an installed hrnn."""
-  checkout = Path(__file__).resolve().parents[1]
+  checkout = Path(__file__).resolve().parents[2]
   base = checkout / "results" if (checkout / "pyproject.toml").exists() else Path.cwd() / "results"
   return base / name
 
@@ -208,7 +208,7 @@ def default_out(name: str = "notebooks") -> Path:
 def save_seed_tables(frame, out: str | os.PathLike, key: str, *, preset: str, datasets: str | list[str],
                      notes: str = "", column_datasets: dict[str, str] | None = None):
   """A quantity per model and seed, saved twice: OUT/tables/KEY_seeds.* (one row per model and seed, column
-  "seed" first: what `hrnn.verdicts` reads) and OUT/tables/KEY.* (one row per model: the mean over seeds in each
+  "seed" first: what `hrnn.paper.verdicts` reads) and OUT/tables/KEY.* (one row per model: the mean over seeds in each
   column, beside "COLUMN sd", the sample standard deviation, and "seeds"). Returns the mean table.
 
   frame: a pandas DataFrame indexed by model label (the index repeats, once per seed) with a "seed" column.

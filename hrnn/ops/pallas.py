@@ -1,11 +1,11 @@
-"""Pallas kernels for the diagonal linear recurrence: the `pallas` backend of `hrnn.scan.linear_recurrence`.
+"""Pallas kernels for the diagonal linear recurrence: the `pallas` backend of `hrnn.ops.scan.linear_recurrence`.
 
 Pallas has no complex dtype, so a complex64 recurrence runs on float32 planes (Re, Im):
 
   h_t = a_t h_{t-1} + b_t   as   Re h_t = Re a_t Re h_{t-1} - Im a_t Im h_{t-1} + Re b_t,
                                  Im h_t = Re a_t Im h_{t-1} + Im a_t Re h_{t-1} + Im b_t.
 
-One design per target, where their rules differ (`hrnn.scan` picks one per platform lowered for):
+One design per target, where their rules differ (`hrnn.ops.scan` picks one per platform lowered for):
 
 - TPU (Mosaic): one `pallas_call` over the grid (batch, channel blocks of 128 lanes, time blocks of `TPU_BLOCK_TIME`
   steps). The time axis is the last, "arbitrary" (sequential) grid axis: the state lives in a VMEM scratch that
@@ -24,8 +24,8 @@ One design per target, where their rules differ (`hrnn.scan` picks one per platf
   GPUs too.
 - CPU: Pallas does not compile for CPU; the TPU kernel runs in Pallas's interpret mode (how the tests check it).
 
-Each kernel also runs backwards in time (`reverse=True`) for the custom VJP in `hrnn.scan`, which applies these
-kernels to both passes. This module imports only `hrnn.platforms` (below it); `hrnn.scan` is its only user.
+Each kernel also runs backwards in time (`reverse=True`) for the custom VJP in `hrnn.ops.scan`, which applies these
+kernels to both passes. This module imports only `hrnn.ops.platforms` (below it); `hrnn.ops.scan` is its only user.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
-from hrnn.platforms import unsupported
+from hrnn.ops.platforms import unsupported
 
 LANES = 128  # TPU vector lanes: the channel block of the TPU kernel
 SUBLANES = 8  # TPU vector sublanes: steps handled per aligned tile
@@ -169,8 +169,8 @@ def _tpu_call(a: tuple, b: tuple, s0: tuple, *, reverse: bool, keep_states: bool
 
 def tpu_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False, keep_states: bool = True,
              interpret: bool = False) -> tuple[jax.Array | None, jax.Array]:
-  """The TPU kernel with the `hrnn.scan.Kernel` interface (see `scan`); `interpret` runs it on CPU. Lowered for
-  another platform than TPU without `interpret`, it stops with `hrnn.platforms.PlatformError`."""
+  """The TPU kernel with the `hrnn.ops.scan.Kernel` interface (see `scan`); `interpret` runs it on CPU. Lowered for
+  another platform than TPU without `interpret`, it stops with `hrnn.ops.platforms.PlatformError`."""
   if interpret:
     return _tpu(a, b, s0, reverse=reverse, keep_states=keep_states, interpret=True)
   kernel = functools.partial(_tpu, reverse=reverse, keep_states=keep_states, interpret=False)
@@ -249,8 +249,8 @@ def chunks(batch: int, length: int, channels: int) -> int:
 
 def gpu_scan(a: jax.Array, b: jax.Array, s0: jax.Array, *, reverse: bool = False, keep_states: bool = True,
              interpret: bool = False) -> tuple[jax.Array | None, jax.Array]:
-  """The GPU kernel with the `hrnn.scan.Kernel` interface (see `scan`); `interpret` runs it on CPU. Lowered for
-  another platform than CUDA or ROCm without `interpret`, it stops with `hrnn.platforms.PlatformError`.
+  """The GPU kernel with the `hrnn.ops.scan.Kernel` interface (see `scan`); `interpret` runs it on CPU. Lowered for
+  another platform than CUDA or ROCm without `interpret`, it stops with `hrnn.ops.platforms.PlatformError`.
 
   Time is cut into nc chunks of L steps: pass 1 gives each chunk's final state from zero, S_c, and its decay
   A_c = prod a; the chunks' initial states follow from s_c = A_c s_{c-1} + S_c (a scan over nc summaries, in

@@ -4,9 +4,9 @@ A token batch [B, T] is split by rows over "data" and by time over "seq". The mo
 as `model(tokens, seq_axis="seq")` on its local [B/data, T/seq] block; the pieces that look across a time-shard
 boundary exchange what they need with the neighbouring shards:
 
-- the input shift takes the previous shard's last token (`hrnn.model.shift_right`, a ppermute);
-- each down-pool takes the previous shard's last p - 1 frames as its halo (`hrnn.pooling.left_context`);
-- each recurrence combines the (prod a, last state) summaries of the shards before it (`hrnn.scan`).
+- the input shift takes the previous shard's last token (`hrnn.model.harmonic_rnn.shift_right`, a ppermute);
+- each down-pool takes the previous shard's last p - 1 frames as its halo (`hrnn.model.pooling.left_context`);
+- each recurrence combines the (prod a, last state) summaries of the shards before it (`hrnn.ops.scan`).
 
 Local lengths must be multiples of the model's total pool factor (160 for the paper), so `pad_for_mesh` right-pads
 T to a multiple of seq x 160 (padding is causal: it never changes the outputs at real positions) and B to a
@@ -26,7 +26,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from hrnn.config import ModelConfig
 from hrnn.errors import HrnnError
-from hrnn.model import nll_bits
+from hrnn.model.harmonic_rnn import nll_bits
 
 DATA, SEQ = "data", "seq"
 
@@ -101,7 +101,7 @@ def _decorrelate_dropout(model: nnx.Module, seq_shards: int) -> None:
   """Folds this shard's index into the model's RNG keys, so that shards draw different dropout masks."""
   index = jax.lax.axis_index(DATA) * seq_shards + jax.lax.axis_index(SEQ)
 
-  def fold(key):  # keys of stacked blocks (hrnn.blocks.TemporalStack) come in arrays: one fold per key
+  def fold(key):  # keys of stacked blocks (hrnn.model.blocks.TemporalStack) come in arrays: one fold per key
     return jax.vmap(lambda k: jax.random.fold_in(k, index))(key.reshape(-1)).reshape(key.shape)
 
   nnx.update(model, jax.tree.map(fold, nnx.state(model, nnx.RngKey)))
@@ -138,6 +138,6 @@ def sharded_logits(model: nnx.Module, tokens: jax.Array, mesh: Mesh) -> jax.Arra
 
 
 def sharded_loss_bits(model: nnx.Module, tokens: jax.Array, mask: jax.Array | None, mesh: Mesh) -> jax.Array:
-  """Mean NLL in bits per real token of the sharded forward: `hrnn.model.loss_bits` over the mesh."""
+  """Mean NLL in bits per real token of the sharded forward: `hrnn.model.harmonic_rnn.loss_bits` over the mesh."""
   total, count = nll_bits(sharded_logits(model, tokens, mesh), tokens, mask)
   return total / jnp.maximum(count, 1.0)

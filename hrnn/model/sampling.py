@@ -1,7 +1,7 @@
 """Step-wise generation: HarmonicRNN one token at a time, in constant memory and constant work per token.
 
 Every layer class holds a step form beside its parallel form (`decode_params`, `init_state`, `step` in
-hrnn/lru.py, blocks.py, pooling.py, embedding.py, model.py; the state of each is typed, e.g. `hrnn.model.State`).
+hrnn/model/lru.py, blocks.py, pooling.py, embedding.py, harmonic_rnn.py; the state of each is typed, e.g. `hrnn.model.harmonic_rnn.State`).
 This module drives them fast:
 
 - `StepModel`: the model's step-form arrays (`HarmonicRNN.decode_params`: a pytree, matmuls that share an input
@@ -42,10 +42,10 @@ import soundfile as sf
 from flax import nnx
 from tqdm.auto import tqdm
 
-from hrnn import model as model_lib
+from hrnn.model import harmonic_rnn
 from hrnn.data.specs import SAMPLE_RATE
 from hrnn.errors import HrnnError
-from hrnn.model import HarmonicRNN, ModelDecode, State
+from hrnn.model.harmonic_rnn import HarmonicRNN, ModelDecode, State
 
 # Tokens per compiled call when streaming: 0.1 s of audio, a progress update every few seconds on a CPU.
 CHUNK_TOKENS = 1_600
@@ -88,7 +88,7 @@ class StepModel:
     """One token at any position: int [B] -> (state, logits [B, num_classes]); `HarmonicRNN.step` at the depth
     of the position, chosen by a `lax.switch` (the nested scans of `sample_chunk` avoid this per-token branch)."""
     factors = self.pool_factors
-    depth, offset = model_lib.step_depth(factors, state.pos)
+    depth, offset = harmonic_rnn.step_depth(factors, state.pos)
     branches = [functools.partial(HarmonicRNN.step, depth=m) for m in range(len(factors) + 1)]
     return jax.lax.switch(depth, branches, self.params, state, token, offset)
 
@@ -206,7 +206,7 @@ def sample_stream(step_model: StepModel, state: State, token: jax.Array, n_token
   t0 = int(state.pos)
   if t0 % total_pool:
     raise SamplingError(f"sample_stream needs a state at a multiple of {total_pool} tokens, got position {t0}; "
-                        "build it with hrnn.sampling.start")
+                        "build it with hrnn.model.sampling.start")
   length = chunk_length(total_pool, chunk_tokens)
   batch = token.shape[0]
   forced = np.zeros((batch, 0), np.int32) if forced is None else np.asarray(forced, np.int32)
@@ -235,7 +235,7 @@ def start(model: HarmonicRNN, step_model: StepModel, prompt: np.ndarray | None,
   """
   empty = np.zeros((batch, 0), np.int32)
   if prompt is None or prompt.shape[1] < step_model.total_pool:
-    start_token = jnp.full((batch,), model_lib.START_TOKEN, jnp.int32)
+    start_token = jnp.full((batch,), harmonic_rnn.START_TOKEN, jnp.int32)
     return step_model.init_state(batch), start_token, empty if prompt is None else prompt, empty
   t0 = prompt.shape[1] - prompt.shape[1] % step_model.total_pool
   _, state = prefill(model, jnp.asarray(prompt[:, :t0]))
@@ -258,7 +258,7 @@ def teacher_forced(step_model: StepModel, tokens: jax.Array) -> jax.Array:
   batch, length = tokens.shape
   total_pool = step_model.total_pool
   n_blocks = -(-length // total_pool)
-  inputs = model_lib.shift_right(model_lib.pad_to_multiple(tokens, total_pool))
+  inputs = harmonic_rnn.shift_right(harmonic_rnn.pad_to_multiple(tokens, total_pool))
   inputs = jnp.pad(inputs, ((0, 0), (0, 1)))  # the input after the last step is read but never used
   out = jnp.zeros((batch, n_blocks * total_pool, step_model.params.head_b.shape[0]), jnp.float32)
   carry = (step_model.init_state(batch), inputs[:, 0], (inputs, out))
@@ -273,7 +273,7 @@ def resolve(model_or_checkpoint: HarmonicRNN | str | Path, quantization: str | N
     model = nnx.clone(model_or_checkpoint)
     model.eval()
     return model, quantization or "mu-law"
-  from hrnn.checkpoint import load_model
+  from hrnn.train.checkpoint import load_model
   from hrnn.data import get_spec
 
   model, run_config = load_model(model_or_checkpoint, ema=True)
@@ -374,7 +374,7 @@ def generate(model_or_checkpoint: HarmonicRNN | str | Path, n_samples: int, n_to
   """Samples `n_samples` sequences of `n_tokens` new tokens (after the prompt, if any).
 
   Args:
-    model_or_checkpoint: a HarmonicRNN, or a training work directory (`hrnn.checkpoint.load_model`, EMA weights).
+    model_or_checkpoint: a HarmonicRNN, or a training work directory (`hrnn.train.checkpoint.load_model`, EMA weights).
     n_samples: number of independent streams, generated `batch_size` at a time.
     n_tokens: tokens to generate per stream (any count; 16,000 per second of audio).
     prompt: int tokens [P] (shared) or [n_samples, P] to continue; None starts from silence.

@@ -12,7 +12,7 @@ XLA's CPU grouped convolutions, and above all their gradients, are slow (the dep
 [4, 16000, 128] takes 3.9 s as a convolution, 0.05 s as products).
 
 Each pool holds its parallel form (`__call__`, which also returns the state after the last real step) and its
-step form (`decode_params`, `init_state` and the step functions). Shapes follow `hrnn.array_typing`.
+step form (`decode_params`, `init_state` and the step functions). Shapes follow `hrnn.model.array_typing`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn.array_typing import Activations, Frame
-from hrnn.initializers import scaled_init
+from hrnn.model.array_typing import Activations, Frame
+from hrnn.model.initializers import scaled_init
 
 
 @flax.struct.dataclass

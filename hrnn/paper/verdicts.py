@@ -27,7 +27,8 @@ import math
 import os
 from pathlib import Path
 
-from hrnn import paper
+from hrnn.paper.published import NLL
+from hrnn.paper.published import table as published_table
 
 REPRODUCED = "reproduced"
 NOT_AT_SCALE = "not reproduced at this scale"
@@ -39,7 +40,7 @@ MIN_SEEDS = 3  # seeds per model below which seed noise is unknown and no NLL co
 SAME_NLL_BITS = 0.02  # "same NLL": the 2-se interval of the difference must lie within +-0.02 bits
 SPEEDUP = 1.5  # "about 2x faster": pooled / unpooled throughput >= 1.5 reproduces it, < 1 contradicts it
 DIGITS_IS = 3.0  # IS below which the baseline's samples are not recognisable digits: FID/IS orderings not judged
-VALUE_TOLERANCE = {paper.NLL: 0.02, "FID": 0.5, "IS": 0.5}  # |this run - paper| that reproduces a published value
+VALUE_TOLERANCE = {NLL: 0.02, "FID": 0.5, "IS": 0.5}  # |this run - paper| that reproduces a published value
 PAPER_DATASETS = {"sc09", "beethoven", "youtubemix"}  # the paper's data: only on it are values comparable
 
 
@@ -202,7 +203,7 @@ def fig2_verdict(out, statuses) -> Verdict:
   if seeds is None:
     return _not_run(claim, source, "01_embedding_curves", statuses, "per-seed table fig2_seeds")
   parts, outcomes = [], []
-  for column, name in ((CONVERGENCE, "convergence (mean train NLL over the run)"), (paper.NLL, "test NLL")):
+  for column, name in ((CONVERGENCE, "convergence (mean train NLL over the run)"), (NLL, "test NLL")):
     spreads = {e: seeds.spread(e, column) for e in EMBEDDINGS}
     parts.append(f"{name}: {_evidence(spreads)}")
     few = _few_seeds(spreads)
@@ -225,13 +226,13 @@ def table1_verdicts(out, statuses) -> list[Verdict]:
   if seeds is None:
     return [_not_run(*c, "02_group_ablation", statuses, "per-seed table table1_seeds")
             for c in (TABLE1_BEST, TABLE1_DENSE)]
-  spreads = {g: seeds.spread(g, paper.NLL) for g in GROUPS}
+  spreads = {g: seeds.spread(g, NLL) for g in GROUPS}
   evidence = f"test NLL: {_evidence(spreads)}"
   few = _few_seeds(spreads)
   if few:
     return [Verdict(*c, NOT_AT_SCALE, evidence, few) for c in (TABLE1_BEST, TABLE1_DENSE)]
-  published = abs(paper.table("table1").published("4 groups", paper.NLL)
-                  - paper.table("table1").published("diagonal", paper.NLL))
+  table1 = published_table("table1")
+  paper_gap = abs(table1.published("4 groups", NLL) - table1.published("diagonal", NLL))
   verdicts = []
   for (claim, source), best, sign in ((TABLE1_BEST, "4 groups", "a"), (TABLE1_DENSE, "dense", "b")):
     # "a": `best` lower than each other (4 groups best); "b": each other lower than `best` (dense worst).
@@ -248,7 +249,7 @@ def table1_verdicts(out, statuses) -> list[Verdict]:
     else:
       why = f"differences within seed noise ({Z:g} se = {Z * se:.3g} bits)"
       if best == "4 groups":
-        why += f"; the published gap to diagonal is {published:.3g} bits"
+        why += f"; the published gap to diagonal is {paper_gap:.3g} bits"
       verdicts.append(Verdict(claim, source, NOT_AT_SCALE, evidence, why))
   return verdicts
 
@@ -265,11 +266,11 @@ def table2_verdicts(out, statuses) -> list[Verdict]:
   if seeds is None:
     return [_not_run(*c, "03_pooling_ablation", statuses, "per-seed table table2_seeds") for c in claims]
   verdicts = []
-  published = paper.table("table2")
+  table2 = published_table("table2")
   for (claim, source), column in ((TABLE2_TRAIN, "train speed (epoch/h)"), (TABLE2_GENERATE, "inference (ktok/s)")):
     base, flat = seeds.spread("baseline", column), seeds.spread("no pooling", column)
     ratio = base.mean / flat.mean if flat.n and flat.mean > 0 else math.nan
-    paper_ratio = published.published("baseline", column) / published.published("no pooling", column)
+    paper_ratio = table2.published("baseline", column) / table2.published("no pooling", column)
     evidence = (f"{column}: baseline {base}, no pooling {flat}: ratio {ratio:.3g} (paper {paper_ratio:.2g}; "
                 f"threshold {SPEEDUP:g})")
     if not math.isfinite(ratio):
@@ -285,7 +286,7 @@ def table2_verdicts(out, statuses) -> list[Verdict]:
                               f"per-token work that pooling saves (the paper: a 7.3M-parameter model on a TPU)"))
 
   claim, source = TABLE2_NLL
-  spreads = {p: seeds.spread(p, paper.NLL) for p in POOLING}
+  spreads = {p: seeds.spread(p, NLL) for p in POOLING}
   evidence = f"test NLL: {_evidence(spreads)}; tolerance ±{SAME_NLL_BITS:g} bits"
   few = _few_seeds(spreads)
   if few:
@@ -351,28 +352,22 @@ def _value_verdict(claim: str, source: str, pairs: list[tuple[str, str, float | 
 
 def values_verdicts(out, statuses) -> list[Verdict]:
   """Tables 3 and 4: this run's HarmonicRNN values beside the published ones (VALUE_TOLERANCE)."""
-  verdicts = []
-  claim, source = VALUES_SC09
-  table3 = read_table(out, "table3")
-  if table3 is None or "HarmonicRNN baseline" not in table3.rows:
-    verdicts.append(_not_run(claim, source, "04_sota_comparison", statuses, "table table3"))
-  else:
-    row = table3.rows["HarmonicRNN baseline"]
-    published = paper.table("table3")
-    pairs = [(f"baseline {c}", c, row.get(c) if isinstance(row.get(c), float) else None,
-              published.published("HarmonicRNN baseline", c)) for c in (paper.NLL, "FID", "IS")]
-    verdicts.append(_value_verdict(claim, source, pairs, table3.meta.get("datasets", ["?"])))
-  claim, source = VALUES_MUSIC
-  table4 = read_table(out, "table4")
-  if table4 is None or "HarmonicRNN" not in table4.rows:
-    verdicts.append(_not_run(claim, source, "04_sota_comparison", statuses, "table table4"))
-  else:
-    row = table4.rows["HarmonicRNN"]
-    published = paper.table("table4")
-    pairs = [(f"{c} {paper.NLL}", paper.NLL, row.get(c) if isinstance(row.get(c), float) else None,
-              published.published("HarmonicRNN", c)) for c in ("Beethoven", "YouTubeMix")]
-    verdicts.append(_value_verdict(claim, source, pairs, table4.meta.get("datasets", ["?"])))
-  return verdicts
+  sc09 = [(f"baseline {c}", c, c) for c in (NLL, "FID", "IS")]
+  music = [(f"{c} {NLL}", NLL, c) for c in ("Beethoven", "YouTubeMix")]
+  return [_table_values_verdict(out, statuses, VALUES_SC09, "table3", "HarmonicRNN baseline", sc09),
+          _table_values_verdict(out, statuses, VALUES_MUSIC, "table4", "HarmonicRNN", music)]
+
+
+def _table_values_verdict(out, statuses, claim_source, key: str, label: str, cells) -> Verdict:
+  """The verdict on row `label` of table `key`; cells: (name, metric for VALUE_TOLERANCE, column)."""
+  claim, source = claim_source
+  run = read_table(out, key)
+  if run is None or label not in run.rows:
+    return _not_run(claim, source, "04_sota_comparison", statuses, f"table {key}")
+  row, paper = run.rows[label], published_table(key)
+  pairs = [(name, metric, row.get(c) if isinstance(row.get(c), float) else None, paper.published(label, c))
+           for name, metric, c in cells]
+  return _value_verdict(claim, source, pairs, run.meta.get("datasets", ["?"]))
 
 
 def verdicts(out: str | os.PathLike, statuses: dict[str, dict] | None = None) -> list[Verdict]:
@@ -390,4 +385,4 @@ def rules() -> str:
           f"\"same NLL\" needs the {Z:g}-standard-error interval of each difference within ±{SAME_NLL_BITS:g} bits; "
           f"FID/IS orderings are judged only when the baseline's IS is at least {DIGITS_IS:g} (recognisable digits); "
           f"published values are compared only on the paper's datasets, within "
-          + ", ".join(f"{k} ±{v:g}" for k, v in VALUE_TOLERANCE.items()) + ". Computed by `hrnn.verdicts`.")
+          + ", ".join(f"{k} ±{v:g}" for k, v in VALUE_TOLERANCE.items()) + ". Computed by `hrnn.paper.verdicts`.")

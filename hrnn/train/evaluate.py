@@ -3,7 +3,7 @@
   NLL = sum_{i,t} m_it (-log2 p(x_it | x_i,<t)) / sum_{i,t} m_it
 
 over every example of the split (each seen exactly once; padding has mask m = 0), with dropout off. Training
-evaluates with the EMA weights; `hrnn eval` loads them with `hrnn.checkpoint.load_model`.
+evaluates with the EMA weights; `hrnn eval` loads them with `hrnn.train.checkpoint.load_model`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from hrnn import data, sharding
+from hrnn import data
+from hrnn.train import sharding
 from hrnn.config import ModelConfig
-from hrnn.model import nll_bits
+from hrnn.model.harmonic_rnn import nll_bits
 
 
 def evaluate(model: nnx.Module, ds, batch_size: int, *, seq_len: int, mesh: Mesh | None = None,

@@ -1,6 +1,6 @@
 """Learning curves of sample quality: NLL, IS and FID of a training run's checkpoints, and its EMA weights kept.
 
-A long run (e.g. the `workstation` scale's baseline, `hrnn.experiments.train`) that keeps its checkpoints becomes a
+A long run (e.g. the `workstation` scale's baseline, `hrnn.paper.experiments.train`) that keeps its checkpoints becomes a
 learning curve: at each chosen checkpoint the EMA weights generate `n` one-second clips, which the kit's digit
 classifier scores with SaShiMi's estimators (IS, FID against the training split); the validation NLL is the one
 the run logged at that step. The training time to each step is the sum of the logged step times (compilation and
@@ -11,7 +11,7 @@ evaluations excluded).
                                          MB), which `hrnn sample --checkpoint DEST` and `checkpoint.load_model` read
   steps_to(curve, column, target)        a log-linear extrapolation of the curve to a target value (IS 3)
 
-Run as `python -m hrnn.curves WORKDIR --out results/workstation` (--help for the options).
+Run as `python -m hrnn.paper.curves WORKDIR --out results/workstation` (--help for the options).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from hrnn import data
-from hrnn.checkpoint import CONFIG_FILE, Checkpoints, load_model, read_config
+from hrnn.train.checkpoint import CONFIG_FILE, Checkpoints, load_model, read_config
 
 IS_GOAL = 3.0  # IS at which samples of the digit classifier's ten classes count as recognisable digits
 
@@ -35,7 +35,7 @@ def train_seconds(workdir: str | os.PathLike) -> dict[int, float]:
   interval's mean."""
   config = read_config(workdir)
   seq_len = config.seq_len or data.get_spec(config.dataset).length
-  from hrnn.train import read_metrics
+  from hrnn.train.loop import read_metrics
 
   elapsed, previous, total = {}, 0, 0.0
   for record in read_metrics(workdir):
@@ -52,7 +52,7 @@ def train_seconds(workdir: str | os.PathLike) -> dict[int, float]:
 def logged_train_nll(workdir: str | os.PathLike, steps: list[int]) -> dict[int, float]:
   """Step -> mean logged training loss (bits, batch means) over the logged steps since the previous entry of
   `steps` (ascending): the curve's NLL where no validation was logged."""
-  from hrnn.train import read_metrics
+  from hrnn.train.loop import read_metrics
 
   records = [r for r in read_metrics(workdir) if "split" not in r and r.get("loss_bits") is not None]
   found, previous = {}, 0
@@ -66,7 +66,7 @@ def logged_train_nll(workdir: str | os.PathLike, steps: list[int]) -> dict[int, 
 
 def logged_nll(workdir: str | os.PathLike, split: str = "valid") -> dict[int, float]:
   """Step -> NLL (bits) of the EMA weights that the run logged for `split`."""
-  from hrnn.train import read_metrics
+  from hrnn.train.loop import read_metrics
 
   found = {}
   for record in read_metrics(workdir):
@@ -87,7 +87,7 @@ def checkpoint_scores(workdir, step: int, samples_dir: Path, n: int, classifier,
                       seed: int = 0, batch_size: int = 16) -> dict[str, float]:
   """Generates `n` one-second clips from the EMA weights of checkpoint `step` into `samples_dir` and scores them
   (SaShiMi's FID, IS, mIS, AM against the train split's classifier outputs `reference`)."""
-  from hrnn import sampling
+  from hrnn.model import sampling
   from hrnn.metrics import classifier_outputs, clip_features
   from hrnn.metrics.protocol import set_scores
 
@@ -112,7 +112,7 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
   """
   import pandas as pd
 
-  from hrnn.results import dataset_label, save_table
+  from hrnn.paper.results import dataset_label, save_table
 
   workdir, out = Path(workdir), Path(out)
   config = read_config(workdir)
@@ -176,7 +176,7 @@ def plot(table, out, name: str, title: str):
   """NLL, IS and FID against training steps (top axis: training hours), IS_GOAL marked."""
   import matplotlib.pyplot as plt
 
-  from hrnn.results import save_plot
+  from hrnn.paper.results import save_plot
 
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
   axes[0].plot(table.index, table["train NLL (bits)"], "o-", label="train (logged batch means)")
@@ -199,10 +199,10 @@ def plot(table, out, name: str, title: str):
 def export_ema(workdir: str | os.PathLike, dest: str | os.PathLike, step: int | None = None) -> Path:
   """Copies the EMA weights of checkpoint `step` (default: the newest) of the run in `workdir` into DEST, a run
   directory with only those weights and the run's config (no optimiser state: a fraction of the size), which
-  `hrnn sample --checkpoint DEST` and `hrnn.checkpoint.load_model(DEST)` read. Replaces an older export in DEST."""
+  `hrnn sample --checkpoint DEST` and `hrnn.train.checkpoint.load_model(DEST)` read. Replaces an older export in DEST."""
   from flax import nnx
 
-  from hrnn.train import checkpoint_meta
+  from hrnn.train.loop import checkpoint_meta
 
   model, config = load_model(workdir, step=step)
   checkpoints = Checkpoints(workdir)
@@ -230,7 +230,7 @@ def write_readme(out: str | os.PathLike, table, name: str, workdir: str | os.Pat
                  export: str | os.PathLike | None = None, command: str | None = None) -> Path:
   """OUT/README.md: what the run is, its curve (plot and rounded table; the CSV keeps full precision), the step
   and training hours at which IS would reach IS_GOAL on the curve's trend, the exported weights and how to resume."""
-  from hrnn.results import dataset_label, markdown_table
+  from hrnn.paper.results import dataset_label, markdown_table
 
   out, workdir = Path(out), Path(workdir)
   config = read_config(workdir)
@@ -249,7 +249,7 @@ def write_readme(out: str | os.PathLike, table, name: str, workdir: str | os.Pat
                      f"extrapolation, not a measurement.")
   lines = [
       f"# Learning curve: model `{config.preset}` on {dataset_label(config.dataset)}\n\n",
-      f"Regenerated by `{command or f'python -m hrnn.curves {workdir} --out {out}'}`. The run: the `{config.preset}` model preset "
+      f"Regenerated by `{command or f'python -m hrnn.paper.curves {workdir} --out {out}'}`. The run: the `{config.preset}` model preset "
       f"({workdir.name}), batch {config.batch_size} x {config.seq_len} tokens, AdamW at {config.learning_rate:g} "
       f"after {config.warmup_steps} warm-up steps, EMA {config.ema_decay}; {config.steps:,} steps planned, "
       f"{last:,} scored so far ({table.loc[last, 'epoch']:.2f} epochs, {hours:.2f} hours of logged training steps on "
@@ -274,7 +274,7 @@ def write_readme(out: str | os.PathLike, table, name: str, workdir: str | os.Pat
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m hrnn.curves", description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(prog="python -m hrnn.paper.curves", description=__doc__.split("\n\n")[0])
   parser.add_argument("workdir", help="run directory with checkpoints (keep them all: --keep-checkpoints)")
   parser.add_argument("--out", required=True, help="results folder: tables/, plots/ (e.g. results/workstation)")
   parser.add_argument("--every", type=int, default=None, help="score checkpoints at multiples of this step")
@@ -313,7 +313,7 @@ def main(argv=None):
   if args.export:
     print(f"EMA weights exported to {export_ema(args.workdir, args.export, max(table.index))}")
   name = f"{config.dataset}-{Path(args.workdir).name}"
-  command = "python -m hrnn.curves " + " ".join(argv if argv is not None else sys.argv[1:])
+  command = "python -m hrnn.paper.curves " + " ".join(argv if argv is not None else sys.argv[1:])
   print(f"wrote {write_readme(args.out, table, name, args.workdir, args.export, command)}")
 
 

@@ -13,7 +13,7 @@
 
 Runs, samples and the classifier are shared between notebooks through OUT: the baseline trained by one notebook is
 the baseline of the next. Training configurations come from `hrnn.config.train_config`, samples from
-`hrnn.sampling.generate`, likelihoods from `hrnn.model.log_likelihoods`, curves from `hrnn.train.read_metrics`.
+`hrnn.model.sampling.generate`, likelihoods from `hrnn.model.harmonic_rnn.log_likelihoods`, curves from `hrnn.train.loop.read_metrics`.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ import numpy as np
 import pandas as pd
 from flax import nnx
 
-from hrnn import data, metrics, sampling
-from hrnn.checkpoint import load_model, read_config
+from hrnn import data, metrics
+from hrnn.model import sampling
+from hrnn.train.checkpoint import load_model, read_config
 from hrnn.config import Scale, TrainConfig, train_config
-from hrnn.model import count_params, log_likelihoods
-from hrnn.summary import abstract_model
-from hrnn.train import logged_test_nll, read_metrics, train_and_evaluate
+from hrnn.model.harmonic_rnn import count_params, log_likelihoods
+from hrnn.model.summary import abstract_model
+from hrnn.train.loop import logged_test_nll, read_metrics, train_and_evaluate
 
 
 def prepare_data(scale: Scale, *names: str) -> None:
@@ -65,7 +66,7 @@ class Run:
   params: int
 
   def history(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, evaluation) pandas DataFrames of WORKDIR/metrics.jsonl (`hrnn.train.read_metrics`): train rows have
+    """(train, evaluation) pandas DataFrames of WORKDIR/metrics.jsonl (`hrnn.train.loop.read_metrics`): train rows have
     step, epoch, loss_bits, lr, grad_norm, tokens_per_s, epochs_per_hour; evaluation rows step, split ("valid" /
     "test"), nll_bits."""
     records = read_metrics(self.workdir)
@@ -88,7 +89,7 @@ def train(scale: Scale, variant: str, dataset: str, out: str | os.PathLike, *, p
   evaluates it on the test split.
 
   A finished run in that directory is reused (its logged test NLL is read back); an interrupted one resumes from
-  its last checkpoint. Raises hrnn.checkpoint.CheckpointError when the directory holds a different run.
+  its last checkpoint. Raises hrnn.train.checkpoint.CheckpointError when the directory holds a different run.
   """
   config = train_config(dataset=dataset, scale=scale, variant=variant)
   workdir = Path(out) / "runs" / dataset / (variant if scale.seed == 0 else f"{variant}-seed{scale.seed}")
@@ -126,7 +127,7 @@ def generate(run: Run, out: str | os.PathLike, name: str, n: int, n_tokens: int 
              batch_size: int | None = None, seed: int = 0, likelihoods: bool = False,
              progress: bool = True) -> Samples:
   """Samples `n` clips of `n_tokens` (default: the dataset's example length) from the run's EMA model into
-  OUT/samples/NAME/sample_NNNNN.wav with `hrnn.sampling.generate`: stream i is keyed by (seed, i), so the clips do
+  OUT/samples/NAME/sample_NNNNN.wav with `hrnn.model.sampling.generate`: stream i is keyed by (seed, i), so the clips do
   not depend on `batch_size`, the streams generated at a time (default: the training batch, as the paper measured
   throughput). With `likelihoods`, each clip's log-likelihood under the model is computed (one parallel forward
   pass per batch), for SaShiMi's likelihood band; else they are NaN.

@@ -14,7 +14,7 @@ the network is causal the padding never changes the outputs at real positions.
 
 Like its layers, `Level` and `HarmonicRNN` hold a parallel form (`__call__`; `HarmonicRNN.prefill` is the same
 forward returning the step state after the tokens) and a step form (`decode_params`, `init_state`, `step`, one
-token at a time; `hrnn.sampling` drives it). Shapes follow `hrnn.array_typing`.
+token at a time; `hrnn.model.sampling` drives it). Shapes follow `hrnn.model.array_typing`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrnn.array_typing import Activations, Frame, Logits, StepLogits, Token, Tokens
-from hrnn.blocks import BlockDecode, StackState, TemporalStack, standardize
+from hrnn.model.array_typing import Activations, Frame, Logits, StepLogits, Token, Tokens
+from hrnn.model.blocks import BlockDecode, StackState, TemporalStack, standardize
 from hrnn.config import ModelConfig
-from hrnn.embedding import Embedding
-from hrnn.pooling import DownPool, PoolDecode, UpPool
+from hrnn.model.embedding import Embedding
+from hrnn.model.pooling import DownPool, PoolDecode, UpPool
 
 START_TOKEN = 0
 
@@ -179,7 +179,7 @@ class HarmonicRNN(nnx.Module):
       inputs = pad_to_multiple(inputs, self.cfg.total_pool)
     elif length % self.cfg.total_pool:
       raise ValueError(f"sharded forward needs a local length that is a multiple of {self.cfg.total_pool}, "
-                       f"got {length}; pad the sequence with hrnn.sharding.pad_for_mesh first")
+                       f"got {length}; pad the sequence with hrnn.train.sharding.pad_for_mesh first")
     # Masking the padding out of the states costs a select per CG-LRU step: only prefill asks for it.
     x, net = self.net(self.embed(inputs), length=length if exact_state else None, seq_axis=seq_axis)
     return self.head(self.final_norm(x))[:, :length], State(jnp.asarray(length, jnp.int32), net)
@@ -201,7 +201,7 @@ class HarmonicRNN(nnx.Module):
 
   def decode_params(self) -> ModelDecode:
     """The step form's arrays: the embedding table, the levels' fused arrays, the head with the final LayerNorm's
-    scale and bias folded in (as in `hrnn.blocks.BlockDecode`)."""
+    scale and bias folded in (as in `hrnn.model.blocks.BlockDecode`)."""
     w, b = self.head.kernel[...], self.head.bias[...]
     return ModelDecode(embed=self.embed.decode_params(), net=self.net.decode_params(),
                        head_w=self.final_norm.scale[...][:, None] * w, head_b=self.final_norm.bias[...] @ w + b,
@@ -259,7 +259,7 @@ def pad_to_multiple(x: jax.Array, multiple: int, axis: int = 1) -> jax.Array:
 def log_likelihoods(logits: jax.Array, tokens: jax.Array) -> jax.Array:
   """log p(x_t | x_<t) in nats of every token: logits [B, T, K], tokens int [B, T] -> float32 [B, T].
 
-  The one likelihood function: `nll_bits` sums it over real tokens, `hrnn.experiments` over each sample.
+  The one likelihood function: `nll_bits` sums it over real tokens, `hrnn.paper.experiments` over each sample.
   """
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   return jnp.take_along_axis(logp, tokens[..., None].astype(jnp.int32), axis=-1)[..., 0]
