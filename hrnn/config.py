@@ -261,6 +261,17 @@ class Scale:
     return self.sc09, self.beethoven, self.youtubemix
 
 
+# `make reproduce`: small models that clearly learn, embedded datasets, under an hour on 2 CPU cores.
+_CPU = Scale(
+    name="cpu", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
+    sc09_size="small", music_size="small",
+    # 3 seeds per compared model (24 SC09 runs, 9 scored sample sets): crops of 2,000 tokens and 32 scored clips
+    # per run keep `make reproduce` within an hour.
+    steps=160, epochs=None, music_steps=40, batch_size=4, seq_len=2000, music_seq_len=16000, eval_every=80,
+    music_eval_batch=1, music_mesh_seq=1, ema_decay=0.98,
+    n_samples=32, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
+    classifier_size=None, classifier_epochs=30, listen=4, seeds=3)
+
 SCALES: dict[str, Scale] = {
     # Every notebook in seconds: tiny models, a few steps, tiny embedded datasets (checks the plumbing).
     "smoke": Scale(
@@ -272,26 +283,13 @@ SCALES: dict[str, Scale] = {
         classifier_size="tiny", classifier_epochs=1, listen=2,
         # Smoke runs are all compilation: unoptimised code compiles in 2/3 of the time (and runs 2x slower).
         xla_flags="--xla_backend_optimization_level=0"),
-    # `make reproduce`: small models that clearly learn, embedded datasets, under an hour on 2 CPU cores.
-    "cpu": Scale(
-        name="cpu", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
-        sc09_size="small", music_size="small",
-        # 3 seeds per compared model (24 SC09 runs, 9 scored sample sets): crops of 2,000 tokens and 32 scored clips
-        # per run keep `make reproduce` within an hour.
-        steps=160, epochs=None, music_steps=40, batch_size=4, seq_len=2000, music_seq_len=16000, eval_every=80,
-        music_eval_batch=1, music_mesh_seq=1, ema_decay=0.98,
-        n_samples=32, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
-        classifier_size=None, classifier_epochs=30, listen=4, seeds=3),
+    "cpu": _CPU,
     # The `cpu` model trained for hours on the full embedded SC09 stand-in: the learning curve of sample quality
-    # (results/workstation; ~3 hours per model on 2 CPU cores).
-    "workstation": Scale(
-        name="workstation", model="cpu", sc09="sc09-espeak", beethoven="beethoven-piano", youtubemix="piano-minute",
-        sc09_size="full", music_size="small",
-        # Validation (808 whole clips) every 2,000 steps; a short warm-up, so that the first hours count.
-        steps=20000, epochs=None, music_steps=40, batch_size=4, seq_len=4000, music_seq_len=16000, eval_every=2000,
-        music_eval_batch=1, music_mesh_seq=1, ema_decay=0.995,
-        n_samples=256, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
-        classifier_size=None, classifier_epochs=30, listen=8, warmup_steps=200),
+    # (results/workstation; ~3 hours per model on 2 CPU cores). Validation (808 whole clips) every 2,000 steps; a
+    # short warm-up, so that the first hours count; one seed.
+    "workstation": dataclasses.replace(
+        _CPU, name="workstation", sc09_size="full", steps=20000, seq_len=4000, eval_every=2000, ema_decay=0.995,
+        n_samples=256, listen=8, seeds=1, warmup_steps=200),
     # The paper: 7.3M-parameter models, the real SC09 / Beethoven / YouTubeMix, 500 epochs, 10,240 samples.
     "paper": Scale(
         name="paper", model="paper", sc09="sc09", beethoven="beethoven", youtubemix="youtubemix",

@@ -56,3 +56,14 @@ def test_get_scale_overrides_and_errors():
     get_scale("cpu", epochs=3)
   with pytest.raises(ConfigError, match="unknown model variant"):
     model_config(SCALES["cpu"], "tiny")
+
+
+def test_workstation_is_the_cpu_scale_trained_longer_on_full_data():
+  # The workstation scale is the cpu scale with exactly these fields changed (the learning curve of
+  # results/workstation): the full dataset, 20,000 steps of 4,000-token crops, validation every 2,000 steps, a
+  # slower EMA (horizon 1 / (1 - 0.995) = 200 steps), 256 scored samples, one seed, a 200-step warm-up.
+  cpu, ws = SCALES["cpu"], SCALES["workstation"]
+  changed = {f.name: getattr(ws, f.name) for f in dataclasses.fields(ws) if getattr(ws, f.name) != getattr(cpu, f.name)}
+  assert changed == {"name": "workstation", "sc09_size": "full", "steps": 20000, "seq_len": 4000, "eval_every": 2000,
+                     "ema_decay": 0.995, "n_samples": 256, "listen": 8, "seeds": 1, "warmup_steps": 200}
+  assert (cpu.steps, cpu.seq_len, cpu.seeds, cpu.warmup_steps, cpu.sc09_size) == (160, 2000, 3, None, "small")
