@@ -76,3 +76,19 @@ def test_train_flag_errors_are_one_line():
   bad = subprocess.run([sys.executable, "-m", "hrnn", "train", "--workdir", "/nonexistent/run", "--remat", "all"],
                        capture_output=True, text=True)
   assert bad.returncode == 2 and "--remat" in bad.stderr and "'all' is not one of" in bad.stderr
+
+
+@pytest.mark.parametrize("argv, flag, why", [
+    (["--lr", "inf"], "--learning-rate/--lr", "'inf' is not a finite number"),
+    (["--clip-norm", "nan"], "--clip-norm", "'nan' is not a finite number"),
+    (["--dropout=-inf"], "--dropout", "'-inf' is not a finite number"),  # a ModelConfig float
+    (["--b1", "x"], "--b1", "'x' is not a number"),
+])
+def test_train_float_flags_reject_non_finite_values_naming_the_flag(capsys, argv, flag, why):
+  with pytest.raises(SystemExit) as e:
+    _train_args("--preset", "smoke", *argv)
+  assert e.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert lines[-1] == f"hrnn train: error: argument {flag}: {why}"
+  assert "TrainConfig" not in lines[-1] and "ModelConfig" not in lines[-1]
+  assert train_cli.field_overrides(_train_args("--lr", "1e-3", "--dropout", "0"))["learning_rate"] == 1e-3

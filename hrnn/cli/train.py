@@ -15,6 +15,7 @@ import types
 import typing
 from pathlib import Path
 
+from hrnn.cli import finite_float
 from hrnn.config import PRESETS, SCALES, VARIANTS, ConfigError, ModelConfig, TrainConfig, train_config
 
 HELP = ("Train a model (AdamW, EMA, checkpoints every N steps and on SIGTERM/SIGINT); rerun with the same "
@@ -79,14 +80,15 @@ def _unwrap_optional(kind):
 
 
 def _parser(kind, optional: bool, choices):
-  """The argparse `type` of a field: its type, "none" for None when optional, one of `choices` when given."""
+  """The argparse `type` of a field: its type, "none" for None when optional, one of `choices` when given; floats
+  finite (`--lr inf` is an error naming the flag, not a config field after parsing)."""
 
   def parse(text: str):
     if optional and text.lower() == "none":
       return None
     if choices and text not in choices:
       raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
-    return kind(text)
+    return finite_float(text) if kind is float else kind(text)
 
   parse.__name__ = kind.__name__  # argparse names the type in its error messages
   return parse
