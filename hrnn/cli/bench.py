@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hrnn.cli import add_subcommands
+
 HELP = ("Run a benchmark: scan kernels, step-wise sampling, training throughput and memory, the SC09 digit "
         "classifier's accuracy, or all of the accelerator checks at once (device).")
 
@@ -10,8 +12,6 @@ BENCHMARKS = {name: name for name in ("scan", "long_context", "sample", "train",
 
 
 def add_arguments(parser):
-  from hrnn.cli import add_subcommands
-
   add_subcommands(parser, "benchmark", "hrnn.bench", BENCHMARKS)
 
 

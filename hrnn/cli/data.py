@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
+from hrnn.cli import positive_float
+from hrnn.data import DATASETS, SIZES, DataError, get_spec, prepare, prepare_folder
+from hrnn.data.sources import dataset_home, read_marker
+from hrnn.data.stats import describe, entropy_bits, plot
+
 HELP = ("Prepare datasets (generate the embedded ones, download the paper's, make one of your own audio) and show "
         "what they hold.")
 
 
 def add_arguments(parser):
-  from hrnn.cli import positive_float
-  from hrnn.data.sources import SIZES  # light: no audio or JAX imports
-  from hrnn.data.specs import DATASETS
-
   names = ", ".join(f"{n} ({'embedded' if s.embedded else s.repo_id})" for n, s in DATASETS.items())
   sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
   prepare = sub.add_parser("prepare", help="generate an embedded dataset, download a real one, or make your own",
@@ -58,8 +59,6 @@ def run(args):
 
 
 def _prepare(args):
-  from hrnn.data import DataError, get_spec, prepare
-
   if args.name == "folder":
     return _prepare_folder(args)
   if args.source is not None or args.dataset is not None:
@@ -72,10 +71,6 @@ def _prepare(args):
 
 
 def _prepare_folder(args):
-  from hrnn.data.folder import prepare_folder
-  from hrnn.data.sources import dataset_home, read_marker
-  from hrnn.data.specs import DataError
-
   missing = [flag for flag, value in (("--source DIR", args.source), ("--name NAME", args.dataset)) if not value]
   if missing:
     raise DataError(f"`hrnn data prepare folder` needs {' and '.join(missing)}")
@@ -93,8 +88,6 @@ def _prepare_folder(args):
 
 
 def _info(args):
-  from hrnn.data.stats import describe, entropy_bits, plot
-
   summary = describe(args.name, root=args.root, data_dir=args.data_dir, quantization=args.quantization,
                      examples=args.examples)
   if args.plot:

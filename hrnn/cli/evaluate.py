@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+from hrnn import data
+from hrnn.cli import positive_int
+
 HELP = "Evaluate a trained run: NLL in bits per sample over a whole split, with the EMA weights."
 
 
 def add_arguments(parser):
-  from hrnn.cli import positive_int
-
   parser.add_argument("--workdir", required=True, help="run directory written by `hrnn train`")
   parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
   parser.add_argument("--batch-size", type=positive_int, help="evaluation batch (default: the run's evaluation batch)")
@@ -17,9 +20,7 @@ def add_arguments(parser):
 
 
 def run(args):
-  import json
-
-  from hrnn import data
+  # The one place this module imports JAX (the trainer's modules): `hrnn --help` imports it for its flags.
   from hrnn.train.checkpoint import latest_step, load_model
   from hrnn.train.evaluate import evaluate
 

@@ -6,6 +6,9 @@ import argparse
 import json
 import math
 
+from hrnn.errors import HrnnError
+from hrnn.paper.published import table
+
 HELP = "SC09 sample-quality metrics: train the digit classifier, score generated samples (FID, IS, mIS, AM)."
 DATASETS = ("sc09-espeak", "sc09")
 SIZES = ("sashimi", "cpu", "tiny")  # hrnn.metrics.CLASSIFIER_SIZES (not imported here: it needs torch)
@@ -59,18 +62,19 @@ def add_arguments(parser):
 
 
 def run(args):
-  return _train(args) if args.action == "train-classifier" else _score(args)
+  # The one place this module imports hrnn.metrics (torch): `hrnn --help` imports this module for its flags.
+  from hrnn import metrics
+
+  return _train(args, metrics) if args.action == "train-classifier" else _score(args, metrics)
 
 
-def _train(args):
-  from hrnn.metrics import TrainSettings, default_classifier_path, default_size, train_classifier
-
-  size = args.size or default_size()
-  out = args.out or default_classifier_path(args.dataset, size, args.root)
-  settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                           seed=args.seed)
-  _, info = train_classifier(args.dataset, size, settings=settings, root=args.root, out=out,
-                             progress=not args.json)
+def _train(args, metrics):
+  size = args.size or metrics.default_size()
+  out = args.out or metrics.default_classifier_path(args.dataset, size, args.root)
+  settings = metrics.TrainSettings(epochs=args.epochs, batch_size=args.batch_size,
+                                   learning_rate=args.learning_rate, seed=args.seed)
+  _, info = metrics.train_classifier(args.dataset, size, settings=settings, root=args.root, out=out,
+                                     progress=not args.json)
   info = {"classifier": str(out), "size": size, **info}
   if args.json:
     print(json.dumps(info))
@@ -81,19 +85,14 @@ def _train(args):
   print(f"  {info['seconds']:.0f} s")
 
 
-def _score(args):
-  from hrnn.errors import HrnnError
-
+def _score(args, metrics):
   if args.batch_size < 1:
     raise HrnnError(f"--batch-size {args.batch_size}: need a positive number of clips per forward pass")
   if args.band is not None and not args.likelihoods:
     raise HrnnError(f"--band {args.band[0]:g} {args.band[1]:g} selects among samples ranked by likelihood; give "
                     "--likelihoods FILE too (without it every file is scored)")
-  from hrnn.metrics import LIKELIHOOD_BAND, score
-  from hrnn.metrics.scores import check_band
-
   try:
-    band = check_band(args.band or LIKELIHOOD_BAND)
+    band = metrics.scores.check_band(args.band or metrics.LIKELIHOOD_BAND)
   except HrnnError as e:
     raise HrnnError(f"--band: {e}") from None
   likelihoods = None
@@ -103,9 +102,9 @@ def _score(args):
         likelihoods = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
       raise HrnnError(f"cannot read likelihoods file {args.likelihoods}: {e}") from e
-  result = score(args.samples, args.reference, classifier=args.classifier, root=args.root, likelihoods=likelihoods,
-                 band=band, reference_rows=not args.no_reference_rows,
-                 torch_fidelity=not args.no_torch_fidelity, batch_size=args.batch_size)
+  result = metrics.score(args.samples, args.reference, classifier=args.classifier, root=args.root,
+                         likelihoods=likelihoods, band=band, reference_rows=not args.no_reference_rows,
+                         torch_fidelity=not args.no_torch_fidelity, batch_size=args.batch_size)
   if args.json:
     print(json.dumps(result))
     return
@@ -119,8 +118,6 @@ COLUMNS = (("fid", "FID", "{:.3f}"), ("is", "IS", "{:.3f}"), ("mis", "mIS", "{:.
 
 def format_result(result: dict) -> list[str]:
   """The human-readable report of `hrnn.metrics.score`'s result: a table, clip counts and estimator labels."""
-  from hrnn.paper.published import table
-
   info = result["classifier"]
   accuracy = f", test accuracy {100 * info['test_accuracy']:.2f}%" if "test_accuracy" in info else ""
   selection = result["selection"]

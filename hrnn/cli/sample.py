@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from hrnn.cli import positive_float, positive_int
+from hrnn.config import PRESETS, get_preset
+
 HELP = "Generate audio: sample 16 kHz WAV files step by step from a trained run (EMA weights) or a preset."
 
 
 def add_arguments(parser):
-  from hrnn.cli import positive_float, positive_int
-  from hrnn.config import PRESETS  # light: no JAX
-
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--checkpoint", metavar="DIR", help="run directory written by `hrnn train` (EMA weights)")
   source.add_argument("--preset", help=f"a randomly initialised model (for benchmarking), one of: {', '.join(PRESETS)}")
@@ -26,10 +26,10 @@ def add_arguments(parser):
 
 
 def run(args):
+  # The one place this module imports JAX (the model): `hrnn --help` imports it for its flags and stays fast.
   from flax import nnx
 
   from hrnn.model import sampling
-  from hrnn.config import get_preset
   from hrnn.model.harmonic_rnn import HarmonicRNN
 
   if args.checkpoint:

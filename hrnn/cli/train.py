@@ -104,10 +104,9 @@ def field_overrides(args: argparse.Namespace) -> dict:
 def build_config(args: argparse.Namespace) -> TrainConfig:
   """The run's TrainConfig: the one saved in the work directory (resume), --config, or --preset at its scale;
   the field flags given override it (`TrainConfig.override`)."""
-  from hrnn.train.checkpoint import read_config  # imports JAX: only when a run starts
-
+  _, checkpoint, _ = _trainer()
   overrides = field_overrides(args)
-  saved = read_config(args.workdir)
+  saved = checkpoint.read_config(args.workdir)
   if args.config:
     try:
       values = json.loads(Path(args.config).read_text())
@@ -121,18 +120,25 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
   raise ConfigError(f"{args.workdir} holds no run yet: give --preset (and --dataset) or --config")
 
 
+def _trainer():
+  """(jax, hrnn.train.checkpoint, hrnn.train.loop): the one place this module imports JAX and the trainer, on first
+  use, since `hrnn --help` imports this module for its flags and must stay fast."""
+  import jax
+
+  from hrnn.train import checkpoint, loop
+
+  return jax, checkpoint, loop
+
+
 def run(args: argparse.Namespace) -> int | None:
-  import jax  # the one place this module imports JAX and the trainer: `hrnn --help` stays fast
-
-  from hrnn.train.loop import train_and_evaluate
-
+  jax, _, loop = _trainer()
   if args.compile_cache:
     jax.config.update("jax_compilation_cache_dir", str(Path(args.compile_cache).expanduser()))
   if args.distributed or args.coordinator:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; ignored on GPU / TPU
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   config = build_config(args)
-  result = train_and_evaluate(config, args.workdir, progress=not args.no_progress)
+  result = loop.train_and_evaluate(config, args.workdir, progress=not args.no_progress)
   if jax.process_index() != 0:
     return None
   if result.interrupted:

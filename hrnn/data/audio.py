@@ -15,8 +15,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
+import warnings
 from pathlib import Path
 
+import librosa  # lazy itself: its decoders load on first use
 import numpy as np
 import soundfile as sf
 
@@ -91,7 +93,7 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
   """Polyphase resampling of mono audio [T] -> [resampled_length(T)] (anti-aliased, deterministic)."""
   if from_rate == to_rate:
     return x
-  from scipy import signal  # seconds to import: only when a file needs it
+  from scipy import signal  # the one import inside a function here: seconds to import, only when a file needs it
 
   g = math.gcd(from_rate, to_rate)
   return signal.resample_poly(x, to_rate // g, from_rate // g).astype(np.float32)
@@ -107,11 +109,7 @@ def _decode_with_librosa(path: Path) -> tuple[np.ndarray, int] | None:
   None when librosa cannot decode it either. WAV files are libsndfile's alone (a corrupt one stays corrupt)."""
   if path.suffix.lower() in (".wav", ".wave"):
     return None
-  import warnings
-
   try:
-    import librosa
-
     with warnings.catch_warnings():  # librosa warns that soundfile failed before it tries audioread
       warnings.simplefilter("ignore")
       x, rate = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)

@@ -24,6 +24,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+from music21 import common, converter
+from natsort import natsorted
 from tqdm.auto import tqdm
 
 from hrnn.data.audio import downmix, write_wav
@@ -78,8 +81,6 @@ def catalogue(works: tuple[str, ...]) -> list[str]:
   """Score files matching `works` (natsorted within a pattern), one file per piece: where a piece exists in
   several files (MusicXML and Humdrum, or editions such as bwv18.5-lz / bwv18.5-w), the first by
   SCORE_SUFFIXES, so that no piece can land in two splits."""
-  from natsort import natsorted
-
   corpus = _corpus_dir()
   pieces, seen = [], set()
   for pattern in works:
@@ -171,8 +172,6 @@ def midi_bytes(notes: np.ndarray) -> bytes:
 
 def piece_notes(path: str, max_seconds: float | None) -> np.ndarray:
   """Parses one corpus file: note events [N, 4] shifted to start at 0 s, cut to `max_seconds` when given."""
-  from music21 import converter
-
   notes = score_notes(converter.parse(path))
   notes[:, :2] -= notes[0, 0]
   if max_seconds is not None:
@@ -271,8 +270,6 @@ def parse_all(pieces: list[str], max_seconds: float | None, desc: str) -> list[n
 def build(name: str, out_dir: Path, size: str, seed: int) -> dict:
   """Writes `name` ("beethoven-piano" or "piano-minute") in the clips layout under `out_dir`; returns the
   marker's record (clips, seconds and left-out clips per split, pieces per split)."""
-  import soundfile as sf
-
   fluidsynth = _tools()
   config = PRESETS[name][size]
   clip_seconds = CLIP_SECONDS[name]
@@ -301,6 +298,4 @@ def build(name: str, out_dir: Path, size: str, seed: int) -> dict:
 
 
 def _corpus_dir() -> Path:
-  from music21 import common
-
   return Path(common.getCorpusFilePath())

@@ -104,15 +104,22 @@ def _decoded(path: str, spec: DatasetSpec, method: str, unit: int | None = None)
     return e
 
 
+def _datasets():
+  """The `datasets` library, imported here only (on first use): it takes seconds, and `hrnn --help` imports this
+  module through hrnn.config without needing it."""
+  import datasets
+  import datasets.arrow_writer
+
+  return datasets
+
+
 def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path,
                   unit: int | None = None) -> list[tuple[str, str]]:
   """Decodes every indexed file once into an Arrow file (written in chunks of ~16M tokens, then renamed).
 
   Returns (file, reason) of the files that failed to decode (left out of the Arrow file).
   """
-  import datasets
-  from datasets.arrow_writer import ArrowWriter
-
+  datasets = _datasets()
   features = {"path": datasets.Value("string"), "length": datasets.Value("int32"),
               "tokens": datasets.List(datasets.Value("uint8"))}
   if "label" in index.columns:
@@ -120,7 +127,7 @@ def _write_tokens(spec: DatasetSpec, index: SplitIndex, method: str, path: Path,
   rows = len(index.columns["path"])
   chunk = max(1, (1 << 24) // spec.length)
   partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-  writer = ArrowWriter(features=datasets.Features(features), path=str(partial))
+  writer = datasets.arrow_writer.ArrowWriter(features=datasets.Features(features), path=str(partial))
   decode = functools.partial(_decoded, spec=spec, method=method, unit=unit)
   failed = []
   try:
@@ -240,8 +247,7 @@ def load_split(name: str, split: str, root: str | Path | None = None, quantizati
   Warns:
     DataWarning: naming the files skipped because they are corrupt, truncated, empty or missing.
   """
-  import datasets
-
+  datasets = _datasets()
   spec = get_spec(name, root)
   method = check_method(quantization or spec.quantization)
   layout = locate(name, root, data_dir)

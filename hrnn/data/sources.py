@@ -25,8 +25,10 @@ import time
 import zipfile
 from pathlib import Path
 
+import huggingface_hub  # lazy itself: its functions load on first use
 from tqdm.auto import tqdm
 
+from hrnn.data.folder import rebuild
 from hrnn.data.home import dataset_home, install, read_marker, scratch_dir
 from hrnn.data.layout import find_layout_dir
 from hrnn.data.manifest import warn_if_changed, write_manifest
@@ -72,8 +74,6 @@ def prepare(name: str, size: str = "small", root: str | Path | None = None, seed
   spec = get_spec(name, root)
   home = dataset_home(name, root)
   if spec.own:
-    from hrnn.data.folder import rebuild  # audio decoding: only when needed
-
     return rebuild(name, root)
   if spec.embedded:
     return _generate(spec, home, size, seed)
@@ -121,7 +121,8 @@ def _fetch(spec: DatasetSpec, home: Path) -> Path:
 
 
 def _download(spec: DatasetSpec, home: Path) -> Path:
-  import huggingface_hub
+  # The one import inside a function here: the hub's errors load its HTTP stack (a fifth of a second), which
+  # `hrnn --help` (it imports this module through hrnn.config) does not need.
   from huggingface_hub import errors
 
   page = f"https://huggingface.co/datasets/{spec.repo_id}"
@@ -149,8 +150,6 @@ def _sha256(path: Path) -> str:
 
 def _verify(spec: DatasetSpec, archive: Path) -> str:
   """SHA-256 of a downloaded archive, checked against the hub's (its etag is the LFS SHA-256)."""
-  import huggingface_hub
-
   digest = _sha256(archive)
   url = huggingface_hub.hf_hub_url(spec.repo_id, spec.archive, repo_type="dataset")
   expected = (huggingface_hub.get_hf_file_metadata(url).etag or "").strip('"')

@@ -90,6 +90,7 @@ def entropy_bits(histogram: list[int]) -> float:
 def plot(summary: dict, path: str | Path) -> Path:
   """Writes a PNG for a `describe` summary: the first training clip's spectrogram and each split's token
   histogram."""
+  # The one place this module imports matplotlib (seconds): `hrnn data info` without --plot does not need it.
   import matplotlib
 
   matplotlib.use("Agg")

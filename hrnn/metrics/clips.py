@@ -18,8 +18,11 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from natsort import natsorted
 from tqdm.auto import tqdm
 
+from hrnn.data import load_split, read_audio
+from hrnn.data.audio import probe
 from hrnn.errors import HrnnError
 from hrnn.metrics.features import CLIP_LENGTH, SAMPLE_RATE, fix_length, log_mel
 
@@ -44,8 +47,6 @@ class ClipReport:
 
 def sample_files(samples_dir: str | Path) -> list[Path]:
   """Audio files directly inside `samples_dir`, in natural order (sample_2 before sample_10)."""
-  from natsort import natsorted
-
   samples_dir = Path(samples_dir)
   if not samples_dir.is_dir():
     raise ClipError(f"samples folder {samples_dir} does not exist")
@@ -61,9 +62,6 @@ def read_clips(paths, desc: str = "reading clips") -> tuple[np.ndarray, ClipRepo
   Returns:
     (float32 [N, 16000] waveforms, ClipReport counting what was fixed).
   """
-  from hrnn.data import read_audio
-  from hrnn.data.audio import probe
-
   paths = [Path(p) for p in paths]
   waves = np.zeros((len(paths), CLIP_LENGTH), np.float32)
   report = ClipReport(files=len(paths))
@@ -90,8 +88,6 @@ def split_features(dataset: str, split: str, root=None) -> tuple[np.ndarray, np.
   Returns:
     (float32 [N, 32, 32], int64 [N] labels 0..9 for zero..nine, ClipReport).
   """
-  from hrnn.data import load_split
-
   ds = load_split(dataset, split, root=root)
   missing = {"path", "label"} - set(ds.column_names)
   if missing:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hrnn.data import default_root, load_split
 from hrnn.metrics.classifier import (CLASSIFIER_SIZES, ClassifierError, ResNeXt, classifier_outputs, default_size,
                                      load_classifier, save_classifier)
 from hrnn.metrics.clips import ClipError, clip_features, sample_files, split_features
@@ -57,8 +58,6 @@ SELECTION_RULE = (f"SaShiMi's: the likelihood band of the held-out half of a ran
 
 def default_classifier_path(dataset: str, size: str, root=None) -> Path:
   """Where `hrnn metrics train-classifier` saves by default: DATA_ROOT/classifiers/{dataset}-{size}.pt."""
-  from hrnn.data import default_root
-
   return (Path(root).expanduser() if root is not None else default_root()) / "classifiers" / f"{dataset}-{size}.pt"
 
 
@@ -156,8 +155,6 @@ def score(samples_dir=None, reference: str = "sc09-espeak", *, classifier=None, 
     files = sample_files(samples_dir)
     kept = files
     if likelihoods is not None:
-      from hrnn.data import load_split
-
       mis_clips = len(load_split(reference, "test", root=root))
       kept = select_samples(files, likelihoods, band, mis_clips=mis_clips)
       selection = {"rule": SELECTION_RULE, "band": list(band), "seed": BAND_SEED, "mis_clips": mis_clips,
@@ -178,6 +175,7 @@ def score(samples_dir=None, reference: str = "sc09-espeak", *, classifier=None, 
   rows = {name: set_scores(*outputs["train"], *outputs[name]) for name in scored}
 
   if torch_fidelity:
+    # The one import inside a function here: torch-fidelity loads only when its scores are asked for.
     from hrnn.metrics.fidelity import fidelity_scores
 
     with tempfile.TemporaryDirectory(prefix="hrnn-fidelity-") as tmp:

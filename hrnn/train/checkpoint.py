@@ -26,6 +26,7 @@ from flax import nnx
 
 from hrnn.config import TrainConfig
 from hrnn.errors import HrnnError, HrnnWarning
+from hrnn.model.harmonic_rnn import HarmonicRNN
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"  # the run's TrainConfig, human-readable, beside the checkpoints
@@ -220,8 +221,6 @@ def load_model(workdir: str | Path, ema: bool = True, step: int | None = None) -
   its quantization). `step` picks a checkpoint (default: the newest). Raises CheckpointError when `workdir` holds
   no readable checkpoint.
   """
-  from hrnn.model.harmonic_rnn import HarmonicRNN
-
   checkpoints = _existing(workdir)
   try:
     step = checkpoints.step(step)
