@@ -19,6 +19,9 @@ import os
 import time
 from pathlib import Path
 
+import nbformat
+from tqdm.auto import tqdm
+
 from hrnn.paper import published
 from hrnn.paper import verdicts
 from hrnn.errors import HrnnError
@@ -73,7 +76,6 @@ def _describe_failure(error: Exception, executed: Path) -> str:
     return f"{type(error).__name__}: {error}".strip()
   first_line = ""
   try:
-    import nbformat
     for cell in nbformat.read(executed, as_version=4).cells:
       if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
         source = cell.source.strip().splitlines()
@@ -85,7 +87,7 @@ def _describe_failure(error: Exception, executed: Path) -> str:
 
 def run_notebook(notebook: Path, out: Path, parameters: dict, kernel_name: str | None = None) -> NotebookRun:
   """Executes one notebook with papermill into OUT/notebooks/; never raises for an error inside the notebook."""
-  import papermill
+  import papermill  # the one import inside a function here: seconds to import, only when notebooks run
 
   executed = out / "notebooks" / notebook.name
   executed.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +110,6 @@ def run_notebooks(preset: str, out: str | os.PathLike, only: list[str] | None = 
   Every notebook receives the parameters {preset, out} (plus `parameters`, which override). The statuses go to
   OUT/run_status.json (merged with earlier runs' for notebooks not re-run, so `--only` refreshes one notebook).
   """
-  from tqdm.auto import tqdm
-
   out = Path(out).resolve()
   out.mkdir(parents=True, exist_ok=True)
   notebooks = find_notebooks(notebooks_dir, only)

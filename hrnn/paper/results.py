@@ -12,13 +12,24 @@ set published and regenerated numbers side by side.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import html
 import io
 import json
 import math
 import os
 import platform
 from pathlib import Path
+
+import jax
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+from IPython.display import HTML, Audio
+from PIL import Image
+
+from hrnn.data import read_audio
 
 
 # What each dataset is, for every table, plot and README: the embedded stand-ins must never pass for the real data.
@@ -84,8 +95,6 @@ def cpu_model() -> str:
 
 def hardware() -> str:
   """What computed the numbers: the accelerators JAX sees and the host CPU, e.g. '1 x cpu; host AMD EPYC, 2 cores'."""
-  import jax  # only here: writing a table should not need JAX
-
   kinds: dict[str, int] = {}
   for device in jax.devices():
     kinds[device.device_kind] = kinds.get(device.device_kind, 0) + 1
@@ -142,8 +151,6 @@ def palette_png(png: bytes, colors: int = 64) -> bytes:
 
   Keeps committed results small: a spectrogram of noisy audio is ~1 MB as a true-colour PNG and a quarter of that
   with 64 colours, with no visible difference in these plots."""
-  from PIL import Image
-
   with Image.open(io.BytesIO(png)) as image:
     rgb = image.convert("RGB")
   buffer = io.BytesIO()
@@ -163,10 +170,6 @@ def save_plot(fig, out: str | os.PathLike, name: str, colors: int = 64) -> Path:
 def compact_notebook(path: str | os.PathLike, colors: int = 64) -> None:
   """Re-encodes every PNG output of an executed notebook with `palette_png`, in place (inline figures are most of
   an executed notebook's size)."""
-  import base64
-
-  import nbformat
-
   nb = nbformat.read(path, as_version=4)
   for cell in nb.cells:
     for output in cell.get("outputs", []):
@@ -180,10 +183,6 @@ def compact_notebook(path: str | os.PathLike, colors: int = 64) -> None:
 def spectrograms(paths: list[str | os.PathLike], title: str, sample_rate: int = 16000):
   """One spectrogram panel per WAV file in `paths` (shared frequency axis), titled by file name; returns the
   matplotlib figure."""
-  import matplotlib.pyplot as plt
-
-  from hrnn.data import read_audio
-
   if not paths:
     raise ValueError("spectrograms: no audio files given")
   fig, axes = plt.subplots(1, len(paths), figsize=(3.2 * len(paths), 2.8), sharey=True, squeeze=False,
@@ -243,15 +242,6 @@ def listening_rows(rows: list[tuple[str, str | os.PathLike]], sample_rate: int =
   """One HTML table row per clip: its label, an audio player and a spectrogram. A clip with RMS >= NOISE_RMS (near
   full-scale noise) gets a warning and plays at NOISE_GAIN of its level; every other clip plays at its own level
   (not normalised). rows: (label, WAV path). Returns an IPython HTML object (display it)."""
-  import base64
-  import html
-
-  import matplotlib.pyplot as plt
-  import numpy as np
-  from IPython.display import HTML, Audio
-
-  from hrnn.data import read_audio
-
   cells = []
   for label, path in rows:
     wave = np.asarray(read_audio(path), np.float32)
