@@ -54,6 +54,7 @@ def test_paper_step_logits_equal_parallel_logits():
   assert float(jnp.max(jnp.abs(stepped - model(tokens)))) <= 1e-3
 
 
+@pytest.mark.heavy
 def test_device_bench_runs_tiny(capsys):
   # `hrnn bench device` at tiny sizes on CPU: every part runs and lands in the one JSON object; the accelerator
   # tests are collected and skipped here.

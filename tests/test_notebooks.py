@@ -61,6 +61,7 @@ def kernel_env(tmp_path_factory):
     yield
 
 
+@pytest.mark.heavy
 def test_every_notebook_runs_at_smoke_and_writes_its_tables(tmp_path, kernel_env):
   """The whole smoke reproduction (about 5 minutes on 2 cores): every notebook, table, figure and the README."""
   runs, readme = reproduce.reproduce("smoke", tmp_path)
