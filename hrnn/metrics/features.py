@@ -13,6 +13,7 @@ all 0 dB: defined, never NaN, and counted by `hrnn.metrics.clips`.
 
 from __future__ import annotations
 
+import librosa  # lazy itself: its feature and STFT code load on first use
 import numpy as np
 
 from hrnn.data.specs import SAMPLE_RATE
@@ -43,8 +44,6 @@ def log_mel(waves: np.ndarray, batch_size: int = 256) -> np.ndarray:
   Returns:
     float32 [N, 32, 32] (or [32, 32]): dB relative to each clip's maximum, in [-80, 0].
   """
-  import librosa  # heavy import, only where features are computed
-
   waves = np.asarray(waves, np.float32)
   single = waves.ndim == 1
   waves = np.atleast_2d(waves)

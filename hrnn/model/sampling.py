@@ -43,6 +43,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from hrnn.model import harmonic_rnn
+from hrnn.data import dequantize, get_spec, quantize, read_audio
 from hrnn.data.specs import SAMPLE_RATE
 from hrnn.errors import HrnnError
 from hrnn.model.harmonic_rnn import HarmonicRNN, ModelDecode, State
@@ -273,8 +274,9 @@ def resolve(model_or_checkpoint: HarmonicRNN | str | Path, quantization: str | N
     model = nnx.clone(model_or_checkpoint)
     model.eval()
     return model, quantization or "mu-law"
+  # The one import inside a function here: hrnn.train builds on hrnn.model, which reaches up to it only to load a
+  # checkpoint.
   from hrnn.train.checkpoint import load_model
-  from hrnn.data import get_spec
 
   model, run_config = load_model(model_or_checkpoint, ema=True)
   return model, quantization or get_spec(run_config.dataset, run_config.data_root).quantization
@@ -282,8 +284,6 @@ def resolve(model_or_checkpoint: HarmonicRNN | str | Path, quantization: str | N
 
 def prompt_tokens(path: str | Path, seconds: float, quantization: str) -> np.ndarray:
   """The first `seconds` of an audio file as int32 tokens [P] (16 kHz mono, quantized as the datasets are)."""
-  from hrnn.data import quantize, read_audio
-
   audio = read_audio(path, SAMPLE_RATE)
   n = round(seconds * SAMPLE_RATE)
   if n < 1 or len(audio) < n:
@@ -316,8 +316,6 @@ class _WavSink:
   """
 
   def __init__(self, paths: list[Path], quantization: str):
-    from hrnn.data import dequantize
-
     self.dequantize = functools.partial(dequantize, method=quantization)
     self.paths = paths
     self.partial = [p.with_name(f".{p.name}.partial") for p in paths]

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import jax
+import jaxlib
 import numpy as np
 from jax import lax
 
@@ -56,8 +57,6 @@ def compiler() -> str | None:
 
 def build(cxx: str, directory: Path | None = None) -> Path:
   """Compiles the kernels (once: the library is cached under a key of everything it depends on); its path."""
-  import jaxlib
-
   version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
   key = hashlib.sha256("\0".join([SOURCE.read_text(), jaxlib.__version__, version, platform.machine(),
                                   " ".join(CXXFLAGS)]).encode()).hexdigest()[:16]
