@@ -340,3 +340,45 @@ def test_readme_layout_lists_every_module_from_the_bottom_up():
   assert [p for paths in rows for p in paths if p.startswith("hrnn/") and not (REPO / p).exists()] == []
   graph = {name: imported(name, path, set(known)) for name, path in known.items() if name != "hrnn"}
   assert layout_violations(order, graph) == []
+
+
+# ---------------------------------------------------------------------------------------------------- lazy imports
+
+# Modules whose imports inside functions are not yet gathered at one place (work in flight when this test was written;
+# the test fails once they are, so that the entry goes).
+PENDING_LAZY = {"hrnn.paper.curves"}
+
+
+def lazy_import_places(source: str) -> dict[str, bool]:
+  """Function name -> whether its imports say why they are there: a comment on (or just above) its first import
+  statement, or a docstring that speaks of importing; one entry per function that holds an import statement."""
+  lines = source.splitlines()
+  places = {}
+  for function in ast.walk(ast.parse(source)):
+    if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      statements = list(import_statements(ast.Module(body=function.body, type_ignores=[]), functions=False))
+      if statements:
+        first = min(statements, key=lambda node: node.lineno)
+        docstring = ast.get_docstring(function) or ""
+        places[function.name] = ("#" in lines[first.lineno - 1] or lines[first.lineno - 2].strip().startswith("#")
+                                 or "import" in docstring.lower())
+  return places
+
+
+def test_lazy_import_places_are_found():
+  source = ('import os\n\ndef a():\n  # JAX: only when it runs\n  import jax\n\ndef b():\n  """Imports numpy here."""\n'
+            '  import numpy\n\ndef c():\n  x = 1\n  import sys\n\ndef d():\n  return os.sep\n')
+  assert lazy_import_places(source) == {"a": True, "b": True, "c": False}
+
+
+def test_imports_inside_functions_sit_at_one_commented_place_per_module():
+  # Imports inside functions only keep `hrnn --help` fast (or load a heavy optional dependency, or the sampler's
+  # one import from hrnn.train), and then at one place per module that says why.
+  scattered, silent = [], []
+  for name, path in sorted(modules().items()):
+    places = lazy_import_places(path.read_text())
+    if len(places) > 1:
+      scattered.append(f"{name}: {', '.join(places)}")
+    silent += [f"{name}.{function}" for function, why in places.items() if not why and name not in PENDING_LAZY]
+  assert [entry for entry in scattered if entry.split(":")[0] not in PENDING_LAZY] == [] and silent == []
+  assert {entry.split(":")[0] for entry in scattered} >= PENDING_LAZY  # a pending module that is done: drop it

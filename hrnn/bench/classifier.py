@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from hrnn.cli.metrics import SIZES
+from hrnn.data import prepare
 
 HELP = "Train the CPU-sized digit classifier on full sc09-espeak: test accuracy (target >= 95%%) and reference rows."
 TARGET_ACCURACY = 0.95
@@ -31,7 +32,6 @@ def add_arguments(parser):
 def run(args):
   import torch  # torch and hrnn.metrics only when it runs: `hrnn --help` imports this module for its flags
 
-  from hrnn.data import prepare
   from hrnn.metrics import TrainSettings, score, train_classifier
 
   torch.set_num_threads(args.threads)

@@ -25,6 +25,11 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from hrnn.bench import sample as bench_sample
+from hrnn.bench import scan as bench_scan
+from hrnn.bench import train as bench_train
+from hrnn.config import PRESETS, SCAN_BACKENDS
+
 HELP = ("Accelerator check: the accelerator tests, scan backends 2^12..2^20, the paper train step and generation "
         "speed by batch, as one JSON object.")
 
@@ -32,8 +37,6 @@ TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_accelerator.py"
 
 
 def add_arguments(parser):
-  from hrnn.config import PRESETS, SCAN_BACKENDS  # light: no JAX
-
   parser.add_argument("--backends", default=",".join(SCAN_BACKENDS), help="comma-separated hrnn.ops.scan backends")
   parser.add_argument("--min-log2", type=int, default=12, help="shortest scan length, as a power of two")
   parser.add_argument("--max-log2", type=int, default=20, help="longest scan length, as a power of two")
@@ -73,29 +76,25 @@ def run_tests(path: Path = TESTS) -> dict:
   return result
 
 
-def device_memory_gib() -> float | None:
-  """The first device's memory limit in GiB (None where JAX does not report it, as on CPU)."""
-  import jax
-
-  stats = jax.devices()[0].memory_stats() or {}
+def device_memory_gib(device) -> float | None:
+  """A JAX device's memory limit in GiB (None where JAX does not report it, as on CPU)."""
+  stats = device.memory_stats() or {}
   return stats["bytes_limit"] / 2**30 if "bytes_limit" in stats else None
 
 
-def run_scan(args) -> dict:
-  from hrnn.bench import scan as bench
-
-  budget = device_memory_gib() or 0.8 * bench.available_gib()
+def run_scan(args, memory_gib: float | None) -> dict:
+  budget = memory_gib or 0.8 * bench_scan.available_gib()
   results, skipped, stopped = [], [], set()
   for k in range(args.min_log2, args.max_log2 + 1):
     for backend in args.backends.split(","):
       for mode in ("fwd", "fwd_bwd"):
         entry = {"backend": backend, "length": 2**k, "mode": mode}
-        batch = bench._fitting_batch(backend, mode, args.scan_batch, 2**k, args.channels, 0.8 * budget)
+        batch = bench_scan._fitting_batch(backend, mode, args.scan_batch, 2**k, args.channels, 0.8 * budget)
         if (backend, mode) in stopped or not batch:
           skipped.append({**entry, "reason": "slower than --time-limit at a shorter length" if batch else
                           f"does not fit {0.8 * budget:.1f} GiB"})
           continue
-        result = bench.measure(backend, mode, batch, 2**k, args.channels, args.repeats)
+        result = bench_scan.measure(backend, mode, batch, 2**k, args.channels, args.repeats)
         results.append(result)
         if batch * 2**k / result["tokens_per_s"] > args.time_limit:
           stopped.add((backend, mode))
@@ -103,12 +102,10 @@ def run_scan(args) -> dict:
 
 
 def run_sample(args) -> dict:
-  from hrnn.bench import sample as bench
-
   results, skipped = [], []
   for batch in map(int, args.sample_batches.split(",")):
     try:
-      result = bench.benchmark(args.preset, batch, args.sample_tokens, args.repeats, naive_tokens=0)
+      result = bench_sample.benchmark(args.preset, batch, args.sample_tokens, args.repeats, naive_tokens=0)
     except Exception as error:  # out of device memory: XlaRuntimeError RESOURCE_EXHAUSTED
       if "RESOURCE_EXHAUSTED" not in str(error):
         raise
@@ -119,16 +116,16 @@ def run_sample(args) -> dict:
 
 
 def run(args):
+  # The one place this module imports JAX: `hrnn --help` imports it for its flags and must stay fast.
   import jax
 
   from hrnn.ops import scan
-  from hrnn.bench import train as bench_train
 
   device = jax.devices()[0]
   report = {"device": device.device_kind, "platform": device.platform, "devices": jax.device_count(),
             "jax": jax.__version__, "default_scan_backend": scan.default_backend()}
   timings = {}
-  parts = [("tests", run_tests if args.tests else None), ("scan", lambda: run_scan(args)),
+  parts = [("tests", run_tests if args.tests else None), ("scan", lambda: run_scan(args, device_memory_gib(device))),
            ("train", lambda: bench_train.measure(args.preset, args.train_batch, args.train_seq_len,
                                                  args.train_steps, "block", 500, None)),
            ("sample", lambda: run_sample(args))]

@@ -19,13 +19,12 @@ import os
 import time
 
 from hrnn.bench import peak_rss_mb
+from hrnn.config import PRESETS, get_preset
 
 HELP = "Step-wise sampling speed: tokens/s after compilation, compile time, memory, naive baseline, FLOP bound."
 
 
 def add_arguments(parser):
-  from hrnn.config import PRESETS  # light: no JAX
-
   parser.add_argument("--preset", default="paper", help=f"model preset, one of: {', '.join(PRESETS)}")
   parser.add_argument("--batch", type=int, default=32, help="streams sampled together")
   parser.add_argument("--tokens", type=int, default=3200,
@@ -33,6 +32,18 @@ def add_arguments(parser):
   parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best is reported")
   parser.add_argument("--naive-tokens", type=int, default=32, help="tokens for the naive baseline (0: skip it)")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _jax():
+  """(jax, jax.numpy, flax.nnx, hrnn.model.sampling, hrnn.model.harmonic_rnn): the one place this module imports
+  JAX and the model, on first use, since `hrnn --help` imports it for its flags and must stay fast."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from hrnn.model import harmonic_rnn, sampling
+
+  return jax, jnp, nnx, sampling, harmonic_rnn
 
 
 def _best_time(fn, repeats: int) -> tuple[float, float]:
@@ -67,9 +78,7 @@ def matmuls_per_token(params) -> list[tuple[float, int]]:
 def matmul_flops_per_s(params, batch: int, repeats: int, iterations: int = 200) -> tuple[float, float]:
   """FLOP/s of the full-rate level's dense matmuls (and the head) at this batch, run as one compiled loop, per
   second of wall-clock time and per second of CPU time."""
-  import jax
-  import jax.numpy as jnp
-
+  jax, jnp, *_ = _jax()
   level = params.net
   weights = [params.head_w]
   for block in level.down + (level.up or ()):
@@ -91,12 +100,7 @@ def matmul_flops_per_s(params, batch: int, repeats: int, iterations: int = 200) 
 
 def naive_tokens_per_s(model, batch: int, n_tokens: int, repeats: int) -> float:
   """Tokens/s of sampling by the parallel forward over the prefix buffer (padded to whole blocks) per token."""
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
-
-  from hrnn.model.sampling import categorical
-
+  jax, jnp, nnx, sampling, _ = _jax()
   length = -(-n_tokens // model.cfg.total_pool) * model.cfg.total_pool
   keys = jax.random.split(jax.random.key(0), batch)
 
@@ -105,7 +109,7 @@ def naive_tokens_per_s(model, batch: int, n_tokens: int, repeats: int) -> float:
   @jax.jit  # jax.jit on the split model: nnx.jit's per-call overhead would dominate a small model's forward
   def naive_step(weights, tokens, t):
     logits = jax.lax.dynamic_index_in_dim(nnx.merge(graph, weights)(tokens), t, axis=1, keepdims=False)
-    token = categorical(keys, t, logits, jnp.float32(1.0))
+    token = sampling.categorical(keys, t, logits, jnp.float32(1.0))
     return jax.lax.dynamic_update_slice(tokens, token[:, None], (0, t))
 
   def run():
@@ -121,21 +125,14 @@ def naive_tokens_per_s(model, batch: int, n_tokens: int, repeats: int) -> float:
 
 def benchmark(preset: str, batch: int, tokens: int, repeats: int = 3, naive_tokens: int = 32) -> dict:
   """Runs the benchmark (module docstring) and returns its JSON-able result."""
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
-
-  from hrnn.model import sampling
-  from hrnn.config import get_preset
-  from hrnn.model.harmonic_rnn import START_TOKEN, HarmonicRNN
-
+  jax, jnp, nnx, sampling, harmonic_rnn = _jax()
   load = os.getloadavg()[0]
-  model = HarmonicRNN(get_preset(preset), rngs=nnx.Rngs(0))
+  model = harmonic_rnn.HarmonicRNN(get_preset(preset), rngs=nnx.Rngs(0))
   model.eval()
   step_model = sampling.StepModel.from_model(model)
   total_pool = step_model.total_pool
   n_blocks = -(-tokens // total_pool)
-  args = (step_model, step_model.init_state(batch), jnp.full((batch,), START_TOKEN, jnp.int32),
+  args = (step_model, step_model.init_state(batch), jnp.full((batch,), harmonic_rnn.START_TOKEN, jnp.int32),
           jax.random.split(jax.random.key(0), batch), jnp.float32(1.0), jnp.int32(n_blocks),
           jnp.zeros((batch, total_pool), jnp.int32), jnp.int32(0))
   wall, cpu = time.perf_counter(), time.process_time()

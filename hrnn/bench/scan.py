@@ -21,6 +21,9 @@ import json
 import os
 import time
 
+import numpy as np
+from tqdm import tqdm
+
 HELP = "Scan kernels: tokens/s of each backend (forward, forward+backward) by length, against memory bandwidth."
 
 # Memory of a configuration in [batch, length, channels] arrays: XLA's arguments + outputs + scratch of each
@@ -45,6 +48,17 @@ def add_arguments(parser):
   parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _jax():
+  """(jax, jax.numpy, hrnn.ops.scan): the one place this module imports JAX, on first use, since `hrnn --help`
+  imports it for its flags and must stay fast."""
+  import jax
+  import jax.numpy as jnp
+
+  from hrnn.ops import scan
+
+  return jax, jnp, scan
+
+
 def available_gib() -> float:
   """MemAvailable from /proc/meminfo in GiB (Linux)."""
   with open("/proc/meminfo") as f:
@@ -56,8 +70,6 @@ def available_gib() -> float:
 
 def copy_bandwidth_gbps(megabytes: int = 256, repeats: int = 5) -> float:
   """Bytes read + written per second by a large copy between buffers already in memory (best of `repeats`)."""
-  import numpy as np
-
   src = np.ones(megabytes * 2**20 // 4, np.float32)
   dst = np.zeros_like(src)
   best = float("inf")
@@ -71,9 +83,7 @@ def copy_bandwidth_gbps(megabytes: int = 256, repeats: int = 5) -> float:
 def _inputs(batch: int, length: int, channels: int):
   """complex64 [batch, length, channels]: a = 0.999 e^{i phase} and unit-modulus b, deterministic phases made on
   the device (no host copies of multi-GiB arrays; the values do not change the speed)."""
-  import jax
-  import jax.numpy as jnp
-
+  jax, jnp, _ = _jax()
   shape = (batch, length, channels)
 
   @jax.jit
@@ -87,12 +97,10 @@ def _inputs(batch: int, length: int, channels: int):
 
 
 def _program(backend: str, mode: str):
-  import jax
-
-  from hrnn.ops.scan import linear_recurrence
+  jax, _, ops = _jax()
 
   def forward(a, b):
-    return linear_recurrence(a, b, backend=backend)
+    return ops.linear_recurrence(a, b, backend=backend)
 
   if mode == "fwd":
     return jax.jit(forward)
@@ -106,8 +114,7 @@ def _program(backend: str, mode: str):
 
 def measure(backend: str, mode: str, batch: int, length: int, channels: int, repeats: int) -> dict:
   """One configuration: compile time, best wall and CPU seconds of `repeats` runs."""
-  import jax
-
+  jax, *_ = _jax()
   a, b = _inputs(batch, length, channels)
   start = time.perf_counter()
   program = _program(backend, mode).lower(a, b).compile()
@@ -134,9 +141,7 @@ def _fitting_batch(backend: str, mode: str, batch: int, length: int, channels: i
 def _summary(results: list[dict], bound: dict[str, float]) -> dict:
   """The default backend against the bandwidth bound at its longest length, and against `associative` at the
   longest length both ran, per mode; by wall time and by CPU time (steadier on a shared machine)."""
-  from hrnn.ops.scan import default_backend
-
-  default = default_backend()
+  default = _jax()[2].default_backend()
   summary = {"default_backend": default}
   for mode in ("fwd", "fwd_bwd"):
     runs = {(r["backend"], r["length"]): r for r in results if r["mode"] == mode}
@@ -157,8 +162,6 @@ def _summary(results: list[dict], bound: dict[str, float]) -> dict:
 
 
 def run(args):
-  from tqdm import tqdm
-
   backends = args.backends.split(",")
   bandwidth = copy_bandwidth_gbps()
   bound = {mode: bandwidth * 1e9 / (n * args.channels * 8) for mode, n in _ARRAYS_MOVED.items()}

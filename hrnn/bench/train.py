@@ -12,9 +12,18 @@ process's peak resident memory (compile included); tokens_per_cpu_s divides by t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+import time
+
+import numpy as np
+
+from hrnn import data
+from hrnn.bench import peak_rss_mb
+from hrnn.config import PRESETS, REMAT_POLICIES, SCAN_BACKENDS, TrainConfig, get_preset
+from hrnn.paper.published import table
 
 HELP = "Training step: tokens/s, SC09 epochs/hour, compile time and peak memory of presets."
 
@@ -25,8 +34,6 @@ MEMORY_LEAN = {"remat": "block", "remat_chunk": 500, "scan_backend": None}  # de
 
 
 def add_arguments(parser):
-  from hrnn.config import PRESETS, REMAT_POLICIES, SCAN_BACKENDS  # light: no JAX
-
   parser.add_argument("--preset", nargs="+", required=True, choices=list(PRESETS),
                       help="model preset(s); several run one after another, each in its own process")
   parser.add_argument("--batch", type=int, default=4, help="sequences per step")
@@ -45,18 +52,11 @@ def add_arguments(parser):
 def measure(preset: str, batch: int, seq_len: int, steps: int, remat: str, remat_chunk: int | None,
             scan_backend: str | None) -> dict:
   """Compiles and times the training step of `preset` in this process."""
-  import dataclasses
-  import time
-
+  # The one place this module imports JAX and the trainer: `hrnn --help` imports it for its flags.
   import jax
-  import numpy as np
 
-  from hrnn import data
   from hrnn.ops import scan
-  from hrnn.train import sharding
-  from hrnn.train import loop
-  from hrnn.bench import peak_rss_mb
-  from hrnn.config import TrainConfig, get_preset
+  from hrnn.train import loop, sharding
 
   model = dataclasses.replace(get_preset(preset), remat=remat, remat_chunk=remat_chunk or None,
                               scan_backend=scan_backend)
@@ -105,8 +105,6 @@ def _in_subprocess(preset: str, args) -> dict:
 def compare(results: list[dict]) -> dict:
   """Each preset's epochs/hour over the last one's, here (by wall time, and by this process's CPU time, steadier on
   a shared machine) and in the paper's Table 2 (where it reports both)."""
-  from hrnn.paper.published import table
-
   published = {row.label: row.values[0] for row in table("table2").rows}
   last = results[-1]
   ratios = {}
