@@ -253,8 +253,9 @@ def resolves(dotted: str, known: dict[str, Path]) -> bool:
 
 def documented_references() -> dict[str, set[str]]:
   """file (relative to the repository) -> the hrnn/...py paths and hrnn.a.b names it mentions: README.md,
-  docs/*.md and every module of hrnn (docstrings, comments and strings)."""
-  files = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(ROOT.rglob("*.py"))]
+  docs/*.md, every module of hrnn (docstrings, comments and strings) and the notebooks."""
+  files = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(ROOT.rglob("*.py")),
+           *sorted((REPO / "notebooks").glob("*.ipynb"))]
   found = {}
   for path in files:
     text = path.read_text()
@@ -284,6 +285,7 @@ def test_reference_resolver_rejects_made_up_names():
 def test_every_documented_module_path_and_name_exists():
   references = documented_references()
   assert "hrnn.paper.published" in references["README.md"] and "hrnn/paper/published.py" in str(references)
+  assert any(refs for file, refs in references.items() if file.endswith(".ipynb"))
   assert unresolved(references, modules()) == []
 
 
