@@ -125,17 +125,25 @@ def logits_and_grads(cfg, tokens):
   return logits, grads
 
 
-def test_remat_chunk_computes_the_same_function():
+@pytest.fixture(scope="module")
+def chunk_tokens_and_reference():
+  """1,000 tokens and the unchunked model's logits and gradients on them, computed once for both cases below."""
+  tokens = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 1000)), jnp.int32)
+  return tokens, logits_and_grads(SMALL, tokens)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("remat, chunk", [("block", 97), ("stack", 300)])
+def test_remat_chunk_computes_the_same_function(remat, chunk, chunk_tokens_and_reference):
   # 1,000 tokens (padded to 1,120 inside): level lengths 1,120 / 560 / 140 / ...; chunks of at most 97 steps
   # (12 of 94 at level 0 and 6 of 94 at level 1, both with a padded last chunk) and 300 (4 and 2 chunks of 280,
-  # under remat "stack"); the levels shorter than a chunk run whole.
-  tokens = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 1000)), jnp.int32)
-  want_logits, want_grads = logits_and_grads(SMALL, tokens)
-  for remat, chunk in (("block", 97), ("stack", 300)):
-    logits, grads = logits_and_grads(dataclasses.replace(SMALL, remat=remat, remat_chunk=chunk), tokens)
-    assert relative(logits, want_logits) <= 1e-5, (remat, chunk)
-    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
-      assert relative(got, want) <= 1e-4, (remat, chunk)
+  # under remat "stack"); the levels shorter than a chunk run whole. One test per case (each compiles its own
+  # gradient), so that the two spread over the test workers.
+  tokens, (want_logits, want_grads) = chunk_tokens_and_reference
+  logits, grads = logits_and_grads(dataclasses.replace(SMALL, remat=remat, remat_chunk=chunk), tokens)
+  assert relative(logits, want_logits) <= 1e-5, (remat, chunk)
+  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+    assert relative(got, want) <= 1e-4, (remat, chunk)
 
 
 def test_remat_chunk_dropout_advances_streams_as_whole():

@@ -99,12 +99,18 @@ def logits_and_grads(cfg, tokens, mask, mesh=None):
   return logits, grads
 
 
-def check_sharded_equals_unsharded(cfg, layouts):
+def sharding_inputs():
   # 3 rows of 1,200 tokens: padded to the mesh inside (rows to the data axis, time to seq x 160), cropped back.
   rng = np.random.default_rng(0)
   tokens = jnp.asarray(rng.integers(0, 256, (3, 1200)), jnp.int32)
   mask = jnp.asarray(rng.uniform(size=(3, 1200)) < 0.9, jnp.float32)
-  want_logits, want_grads = logits_and_grads(cfg, tokens, mask)
+  return tokens, mask
+
+
+def check_sharded_equals_unsharded(cfg, layouts, reference=None):
+  """Each layout's logits and gradients against the unsharded model's (`reference`: those, when already known)."""
+  tokens, mask = sharding_inputs()
+  want_logits, want_grads = reference if reference is not None else logits_and_grads(cfg, tokens, mask)
   for (data, seq), remat, *chunk in layouts:
     mesh = sharding.make_mesh(data=data, seq=seq)
     layout_cfg = dataclasses.replace(cfg, remat=remat, remat_chunk=chunk[0] if chunk else None)
@@ -115,13 +121,22 @@ def check_sharded_equals_unsharded(cfg, layouts):
       assert relative(got, want) <= 1e-4, (data, seq, remat, chunk)
 
 
-def test_sharded_equals_unsharded():
-  # Sequence sharded 2, 4 (with 2-way data sharding) and 8 ways (local inner-level lengths down to 1 step); each
-  # layout with another remat policy, which must not change the function either. The last two run each shard's
-  # blocks in time chunks (local level-0 lengths 640 and 320: chunks of 100, the last padded, and of 64), the
-  # CG-LRU state entering each shard gathered from the others' chunk summaries.
-  check_sharded_equals_unsharded(TINY, [((1, 2), "recurrence"), ((2, 4), "block"), ((1, 8), "stack"),
-                                        ((1, 2), "block", 100), ((2, 4), "stack", 64)])
+@pytest.fixture(scope="module")
+def tiny_unsharded():
+  """The unsharded TINY model's logits and gradients, computed once for every layout below."""
+  return logits_and_grads(TINY, *sharding_inputs())
+
+
+# Sequence sharded 2, 4 (with 2-way data sharding) and 8 ways (local inner-level lengths down to 1 step); each
+# layout with another remat policy, which must not change the function either. The last two run each shard's
+# blocks in time chunks (local level-0 lengths 640 and 320: chunks of 100, the last padded, and of 64), the
+# CG-LRU state entering each shard gathered from the others' chunk summaries. One test per layout: each compiles
+# its own sharded step, and the layouts spread over the test workers.
+@pytest.mark.parametrize("layout", [((1, 2), "recurrence"), ((2, 4), "block"), ((1, 8), "stack"),
+                                    ((1, 2), "block", 100), ((2, 4), "stack", 64)],
+                         ids=lambda layout: "x".join(map(str, layout[0])) + "-" + "-".join(map(str, layout[1:])))
+def test_sharded_equals_unsharded(layout, tiny_unsharded):
+  check_sharded_equals_unsharded(TINY, [layout], reference=tiny_unsharded)
 
 
 @pytest.mark.slow
