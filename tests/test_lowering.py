@@ -70,9 +70,19 @@ def test_tpu_kernel_is_one_call_over_time():
   assert text.count(PALLAS_CALL["tpu"]) == 1 and "stablehlo.while" not in text
 
 
-def paper_config(**overrides) -> TrainConfig:
-  """The paper preset with both memory savers on, at a short length."""
-  model = dataclasses.replace(get_preset("paper"), remat="block", remat_chunk=400)
+# The paper model's widths (the kernels' block shapes: 128 complex channels, 32 gate blocks), its 4 temporal blocks
+# per path and two of its four pooling levels (factors 2 and 4) around the innermost stack. Every level runs the same
+# code (a TemporalStack, one lax.scan over its pairs, and a pooling layer), so the paper's two further levels would
+# only repeat code paths already exported here: at 1,600 tokens the levels are 1,600 and 800 steps long (time-chunked:
+# 4 and 2 chunks of 400) and the innermost stack 200 (shorter than a chunk: whole, as the paper's inner levels).
+# Export time grows with the levels; the five-level paper model: test_full_paper_train_step_lowers (slow).
+SHORT_PAPER = dict(pool_factors=(2, 4), blocks=(4, 4, 4))
+
+
+def paper_config(levels: dict | None = SHORT_PAPER, **overrides) -> TrainConfig:
+  """The paper preset with both memory savers on, at a short length; `levels`: its pooling levels replaced by
+  these (None: the paper's own)."""
+  model = dataclasses.replace(get_preset("paper"), remat="block", remat_chunk=400, **(levels or {}))
   values = dict(model=model, preset="paper", batch_size=2, seq_len=1600, steps=1, epochs=None, mesh_data=1)
   return TrainConfig(**{**values, **overrides})
 
@@ -89,36 +99,56 @@ def train_step_text(config: TrainConfig, platform: str) -> str:
   return lowered_text(step, platform, state, batch)
 
 
-@pytest.mark.parametrize("platform, backend", [("tpu", None), ("cuda", "pallas")])
+def with_backend(config: TrainConfig, backend: str | None) -> TrainConfig:
+  return dataclasses.replace(config, model=dataclasses.replace(config.model, scan_backend=backend))
+
+
+# The default backend on TPU is the Pallas kernel; on GPU the Pallas kernel is asked for (the GPU default, the
+# associative scan, lowers in test_scan_backends_lower).
+STEP_BACKENDS = [("tpu", None), ("cuda", "pallas")]
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("platform, backend", STEP_BACKENDS)
 def test_paper_train_step_lowers(platform, backend):
-  # The default backend on TPU is the Pallas kernel; on GPU the Pallas kernel is asked for (the GPU default, the
-  # associative scan, lowers in test_scan_backends_lower). Each export traces the whole paper step (tens of CPU
-  # seconds): two here, two more for context parallelism.
-  config = paper_config()
-  config = dataclasses.replace(config, model=dataclasses.replace(config.model, scan_backend=backend))
-  text = train_step_text(config, platform)
+  text = train_step_text(with_backend(paper_config(), backend), platform)
   assert (PALLAS_CALL[platform] in text) == (backend == "pallas" or scan.default_backend(platform) == "pallas")
 
 
-def test_context_parallel_train_step_lowers():
+@pytest.mark.slow
+@pytest.mark.parametrize("platform, backend", STEP_BACKENDS)
+def test_full_paper_train_step_lowers(platform, backend):
+  # The paper model as it is (five levels: 1,600 / 800 / 200 / 50 / 10 steps), minutes of CPU per export.
+  text = train_step_text(with_backend(paper_config(levels=None), backend), platform)
+  assert PALLAS_CALL[platform] in text
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("platform, backend", STEP_BACKENDS)
+def test_context_parallel_train_step_lowers(platform, backend):
   # The sharded step on the 8-device ("data", "seq") = (2, 4) mesh: time sharded 4 ways, so each recurrence also
-  # gathers the shards' summaries; the Pallas kernels run inside shard_map.
+  # gathers the shards' summaries; the Pallas kernels run inside shard_map. 640 local steps at the outer level
+  # (chunked: 2 chunks of 320), 320 at the next and 80 in the innermost stack (whole).
   assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8 (make test does)"
   config = paper_config(batch_size=2, seq_len=2560, mesh_data=2, mesh_seq=4)
-  for platform in PLATFORMS:
-    backend = None if platform == "tpu" else "pallas"
-    cfg = dataclasses.replace(config, model=dataclasses.replace(config.model, scan_backend=backend))
-    text = train_step_text(cfg, platform)
-    assert PALLAS_CALL[platform] in text and "all_gather" in text and "num_partitions = 8" in text
+  text = train_step_text(with_backend(config, backend), platform)
+  assert PALLAS_CALL[platform] in text and "all_gather" in text and "num_partitions = 8" in text
+
+
+@pytest.fixture(scope="module")
+def paper_step_model():
+  """The sampler's step-wise paper model, built from real arrays (the step form needs them) once for both
+  platforms."""
+  model = HarmonicRNN(get_preset("paper"), rngs=nnx.Rngs(0))
+  model.eval()
+  return sampling.StepModel.from_model(model)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_generate_loop_lowers(platform):
+def test_generate_loop_lowers(platform, paper_step_model):
   # The sampler's compiled program (hrnn.model.sampling.sample_chunk: the step-wise model, blocks of R tokens) for the
   # paper preset: step-wise generation uses no scan kernel, only the layers' single steps.
-  model = HarmonicRNN(get_preset("paper"), rngs=nnx.Rngs(0))  # the step form is built from real arrays
-  model.eval()
-  step_model = sampling.StepModel.from_model(model)
+  step_model = paper_step_model
   batch, total_pool = 4, step_model.total_pool
   args = (step_model, step_model.init_state(batch), abstract((batch,), jnp.int32),
           jax.random.split(jax.random.key(0), batch), abstract((), jnp.float32), abstract((), jnp.int32),
