@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from hrnn import data
 from hrnn.train import sharding
 from hrnn.train import loop
 from hrnn.config import ConfigError
-from train_fixtures import (TINY_MODEL, assert_bit_identical, checkpoint_arrays, compile_cache,  # noqa: F401
+from train_fixtures import (MODEL, TINY_MODEL, assert_bit_identical, checkpoint_arrays, compile_cache,  # noqa: F401
                             data_root, read_metrics, run_config)
 
 
@@ -61,6 +62,7 @@ def _newest_checkpoint(workdir) -> int:
   return max((int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()), default=0)
 
 
+@pytest.mark.heavy
 def test_sigkill_at_random_steps_then_resume_is_bit_identical(data_root, compile_cache, tmp_path):
   """Killed (SIGKILL) at two random steps and stopped (SIGTERM) at a third, then finished: the parameters,
   optimiser state, EMA, RNG streams and counters equal those of a run that never stopped, bit for bit, and so does
@@ -185,13 +187,25 @@ sys.exit(main(["train", "--config", sys.argv[3], "--workdir", sys.argv[4], "--no
 """
 
 
+def _with_devices(count: int) -> dict[str, str]:
+  """This environment with `count` virtual CPU devices in $XLA_FLAGS (its other flags kept)."""
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
+  return {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip()}
+
+
+@pytest.mark.heavy
 def test_two_processes_each_feeding_half_the_batch(data_root, compile_cache, tmp_path):
   """Two local processes of one device each (jax.distributed over gloo) train what one process with two devices
-  trains."""
-  config = run_config(data_root, steps=4, checkpoint_every=4, mesh_data=None)  # every device of every process
+  trains.
+
+  The one-level TINY_MODEL with the runs' dropout: what is compared (one batch split over processes, the gradients
+  summed across them, the dropout streams) does not depend on the model's depth, and it makes the three separate
+  compiles (the program of each process and the one of two local devices) a fraction of the smoke model's."""
+  model = dataclasses.replace(TINY_MODEL, dropout=MODEL.dropout)
+  config = run_config(data_root, model=model, steps=4, checkpoint_every=4, mesh_data=None)  # all devices, all processes
   config_file = tmp_path / "config.json"
   config_file.write_text(json.dumps(config.to_dict()))
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = _with_devices(1)
   port = 20000 + os.getpid() % 20000
   workers = [subprocess.Popen([sys.executable, "-c", _WORKER, f"127.0.0.1:{port}", str(i), str(config_file),
                                str(tmp_path / "two"), str(compile_cache)], env=env, stdout=subprocess.PIPE,
@@ -200,7 +214,7 @@ def test_two_processes_each_feeding_half_the_batch(data_root, compile_cache, tmp
     assert worker.wait(timeout=900) == 0, worker.stdout.read()
   single = subprocess.run([sys.executable, "-m", "hrnn", "train", "--config", str(config_file), "--workdir",
                            str(tmp_path / "one"), "--no-progress", "--compile-cache", str(compile_cache)],
-                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          env=_with_devices(2),
                           capture_output=True, text=True, timeout=900)
   assert single.returncode == 0, single.stderr
   two, one = checkpoint_arrays(tmp_path / "two", 4), checkpoint_arrays(tmp_path / "one", 4)

@@ -17,7 +17,7 @@ from hrnn.train.loop import read_metrics  # noqa: F401  (the tests read the log 
 
 # The smoke preset with dropout on, so that resuming must also reproduce the dropout masks.
 MODEL = dataclasses.replace(get_preset("smoke"), dropout=0.1)
-# For tests of single steps: one pooling level, three temporal blocks, no dropout.
+# For tests of single steps (and the multi-process run): one pooling level, three temporal blocks, no dropout.
 TINY_MODEL = dataclasses.replace(MODEL, width=8, lru_width=8, gate_blocks=2, pool_factors=(2,), blocks=(1, 1),
                                  dropout=0.0)
 ITEMS = ("counters", "params", "ema", "opt_state", "rngs")
