@@ -1,9 +1,14 @@
-"""Test setup: 8 virtual CPU devices for the sharding tests (must be set before JAX initialises); the tests marked
-`heavy` run first."""
+"""Test setup: XLA flags (before JAX initialises), the tests marked `heavy` first."""
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# 8 virtual CPU devices for the sharding tests. And XLA's CPU code generation without LLVM's optimisation passes:
+# the tests compile hundreds of programs and run each for moments, so compiling dominates their time, and
+# unoptimised code compiles in about half the CPU time (as at the smoke scale, whose notebooks do the same). Flags
+# already in $XLA_FLAGS win; the training subprocesses of the tests inherit these.
+FLAGS = {"--xla_force_host_platform_device_count": "8", "--xla_backend_optimization_level": "0"}
+given = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = " ".join([given] + [f"{k}={v}" for k, v in FLAGS.items() if k not in given]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
