@@ -101,6 +101,16 @@ def field_overrides(args: argparse.Namespace) -> dict:
           for name in names if hasattr(args, name)}
 
 
+def _trainer():
+  """(jax, hrnn.train.checkpoint, hrnn.train.loop): the one place this module imports JAX and the trainer, on first
+  use, since `hrnn --help` imports this module for its flags and must stay fast."""
+  import jax
+
+  from hrnn.train import checkpoint, loop
+
+  return jax, checkpoint, loop
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
   """The run's TrainConfig: the one saved in the work directory (resume), --config, or --preset at its scale;
   the field flags given override it (`TrainConfig.override`)."""
@@ -118,16 +128,6 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
   if args.preset:
     return train_config(args.preset, scale=args.scale, variant=args.variant, **overrides)
   raise ConfigError(f"{args.workdir} holds no run yet: give --preset (and --dataset) or --config")
-
-
-def _trainer():
-  """(jax, hrnn.train.checkpoint, hrnn.train.loop): the one place this module imports JAX and the trainer, on first
-  use, since `hrnn --help` imports this module for its flags and must stay fast."""
-  import jax
-
-  from hrnn.train import checkpoint, loop
-
-  return jax, checkpoint, loop
 
 
 def run(args: argparse.Namespace) -> int | None:
