@@ -27,6 +27,11 @@ def test_train_seconds_and_logged_nll(tmp_path):
                   {"step": 20, "tokens_per_s": 4000.0}, {"step": 20, "split": "valid", "nll_bits": 6.0},
                   {"step": 20, "split": "test", "nll_bits": 6.1}], batch_size=4, seq_len=2000)
   assert curves.train_seconds(tmp_path) == {10: pytest.approx(10.0), 20: pytest.approx(30.0)}
+  # A checkpoint between log lines: step 15 halfway through the second interval (10 + 10 s), step 25 past the last
+  # line at its rate (30 + 10 s), step 5 halfway through the first (from step 0 at 0 s).
+  elapsed = {10: 10.0, 20: 30.0}
+  assert [curves.seconds_at(elapsed, s) for s in (5, 10, 15, 25)] == [5.0, 10.0, 20.0, 40.0]
+  assert math.isnan(curves.seconds_at({}, 5))
   assert curves.logged_nll(tmp_path) == {10: 6.5, 20: 6.0}
   assert curves.logged_nll(tmp_path, "test") == {20: 6.1}
   _log(tmp_path, [{"step": 5, "loss_bits": 7.0}, {"step": 10, "loss_bits": 6.0}, {"step": 15, "loss_bits": 5.0},
@@ -34,12 +39,72 @@ def test_train_seconds_and_logged_nll(tmp_path):
   assert curves.logged_train_nll(tmp_path, [10, 20]) == {10: 6.5, 20: 5.0}  # means since the previous step asked
 
 
-def test_steps_to_extrapolates_on_log_steps():
-  # IS = 1 + 0.5 log2(step / 1000): IS 3 at log2 = 4, step 16,000.
-  table = pd.DataFrame({"IS": [1.0, 1.5, 2.0]}, index=pd.Index([1000, 2000, 4000], name="step"))
-  assert curves.steps_to(table, "IS", 3.0) == pytest.approx(16000.0)
-  assert curves.steps_to(table, "IS", 0.5) is None  # the curve rises: it never comes back down to 0.5
-  assert curves.steps_to(table.iloc[:2], "IS", 3.0) is None  # two points are not a curve
+def test_line_fit_and_its_fieller_crossing():
+  # x = 0..3, y = 1.0, 1.6, 1.8, 2.6: mean x 1.5, mean y 1.75, sxx = 2.25 + 0.25 + 0.25 + 2.25 = 5,
+  # sxy = 1.125 + 0.075 + 0.025 + 1.275 = 2.5, slope 0.5; fitted 1.0, 1.5, 2.0, 2.5, residuals 0, .1, -.2, .1:
+  # s^2 = 0.06 / 2 = 0.03, slope se = sqrt(0.03 / 5).
+  fit = curves.fit_line([0, 1, 2, 3], [1.0, 1.6, 1.8, 2.6])
+  assert (fit.n, fit.mean_x, fit.mean_y, fit.sxx) == (4, 1.5, pytest.approx(1.75), 5.0)
+  assert fit.slope == pytest.approx(0.5) and fit.s == pytest.approx(math.sqrt(0.03))
+  assert fit.slope_se == pytest.approx(math.sqrt(0.006)) and fit(4.0) == pytest.approx(3.0)
+  assert fit.se(1.5) == pytest.approx(math.sqrt(0.03 / 4))
+  # IS 3 at x = 1.5 + 1.25 / 0.5 = 4. One standard error: A = 0.25 - 0.006 = 0.244, C = 1.5625 - 0.0075 = 1.555,
+  # slope d = 0.625, disc = 0.390625 - 0.244 * 1.555 = 0.011205: u = (0.625 -+ 0.1058537) / 0.244.
+  x, low, high = curves.crossing(fit, 3.0)
+  assert x == pytest.approx(4.0)
+  assert low == pytest.approx(1.5 + 0.5191463 / 0.244, abs=1e-6)
+  assert high == pytest.approx(1.5 + 0.7308537 / 0.244, abs=1e-6)
+  for end, side in ((low, 1), (high, -1)):  # the band's edge passes through the target at each end
+    assert fit(end) + side * fit.se(end) == pytest.approx(3.0)
+  # Ten standard errors: A = 0.25 - 0.6 < 0, the slope is not resolved: C = 1.5625 - 0.75 = 0.8125,
+  # disc = 0.390625 + 0.35 * 0.8125 = 0.675; the near end is the larger root 1.5 + (0.625 - sqrt 0.675) / -0.35.
+  x, low, high = curves.crossing(fit, 3.0, k=10.0)
+  assert low == pytest.approx(1.5 + (0.625 - math.sqrt(0.675)) / -0.35) and high == math.inf
+  assert curves.crossing(curves.fit_line([0, 1, 2], [2.0, 2.0, 2.0]), 3.0) is None  # flat: never gets there
+  with pytest.raises(ValueError, match="at least 3"):
+    curves.fit_line([0, 1], [1, 2])
+
+
+def test_extrapolate_in_tokens_steps_and_hours():
+  # 1,000 tokens per step; IS = 1 + 0.5 log2(step / 1000) is a line in ln(tokens) with slope 0.5 / ln 2:
+  # IS 3 at step 16,000 = 16 million tokens; at 4,000 tokens/s that is 4,000 s = 1.11 hours. No residuals: no band.
+  table = pd.DataFrame({"IS": [1.0, 1.5, 2.0, math.nan]}, index=pd.Index([1000, 2000, 4000, 8000], name="step"))
+  trend = curves.extrapolate(table, "IS", 3.0, tokens_per_step=1000, tokens_per_second=4000.0)
+  assert trend.steps == (1000, 2000, 4000) and trend.fit.slope == pytest.approx(0.5 / math.log(2))
+  assert trend.tokens == pytest.approx(16e6) and trend.low == pytest.approx(16e6) and trend.high == pytest.approx(16e6)
+  assert trend.hours(trend.tokens) == pytest.approx(4000 / 3600)
+  assert curves.extrapolate(table, "IS", 0.5, 1000, 4000.0) is None  # the curve rises: it never comes back to 0.5
+  assert curves.extrapolate(table.iloc[:2], "IS", 3.0, 1000, 4000.0) is None  # two points are not a curve
+  # A flat, noisy curve: in units of ln 2, x = 0..3 and IS - 1.575 = -.075, .125, -.175, .125, so sxy = 0.15 and the
+  # slope 0.03 / ln 2 is far inside its standard error: no central estimate, only a lower bound beyond the data.
+  table = pd.DataFrame({"IS": [1.5, 1.7, 1.4, 1.7], "samples": 32},
+                       index=pd.Index([1000, 2000, 4000, 8000], name="step"))
+  trend = curves.extrapolate(table, "IS", 3.0, tokens_per_step=1000, tokens_per_second=4000.0)
+  assert trend.fit.slope == pytest.approx(0.03 / math.log(2)) and trend.high == math.inf and trend.low > 8e6
+  text = curves.trend_text(trend, table)
+  assert "IS does not rise measurably" in text and "with no upper bound" in text and "On this line" not in text
+
+
+def test_keep_samples_copies_a_few_clips_with_their_predicted_digit(tmp_path):
+  import torch
+
+  from hrnn.data.audio import write_wav
+  from hrnn.metrics import ResNeXt, classifier_config
+
+  for i in range(3):  # square waves of amplitude 0.5: RMS 0.5
+    write_wav(tmp_path / "scored" / f"sample_{i:05d}.wav", np.where(np.arange(16000) % 40 < 20, 0.5, -0.5))
+  write_wav(tmp_path / "kept" / "sample_00009.wav", np.zeros(16000))  # an older step's clip: replaced
+  classifier = ResNeXt(classifier_config("tiny"))
+  with torch.no_grad():  # logits = bias: ln 9 for "seven", 0 elsewhere, so p(seven) = 9 / (9 + 9) = 0.5
+    classifier.classifier.weight.zero_()
+    classifier.classifier.bias.copy_(torch.tensor([0.0] * 7 + [math.log(9)] + [0.0] * 2))
+  records = curves.keep_samples(tmp_path / "scored", tmp_path / "kept", classifier, k=2)
+  assert sorted(p.name for p in (tmp_path / "kept").glob("*.wav")) == ["sample_00000.wav", "sample_00001.wav"]
+  assert [r["file"] for r in records] == ["sample_00000.wav", "sample_00001.wav"]
+  for record in records:
+    assert record["digit"] == "seven" and record["probability"] == pytest.approx(0.5)
+    assert record["rms"] == pytest.approx(0.5, abs=1e-3)
+  assert json.loads((tmp_path / "kept" / "samples.json").read_text())["samples"] == records
 
 
 def test_export_keeps_only_the_ema_weights_and_loads(tmp_path, data_root, compile_cache):  # noqa: F811
@@ -89,15 +154,46 @@ def test_curve_scores_each_checkpoint_and_reuses_rows(tmp_path, data_root, compi
 
 
 def test_readme_states_the_curve_and_its_extrapolation(tmp_path):
-  _log(tmp_path / "run", [], batch_size=4, seq_len=4000)
-  # IS = 1 + 0.5 log2(step / 1000) reaches 3 at step 16,000; 4,000 steps took 2 hours: 8 hours at that rate.
+  # Batch 4 x 4,000 = 16,000 tokens per step, logged at 8,000 tokens/s. IS = 1 + 0.5 log2(step / 1000) reaches 3 at
+  # step 16,000 = 256 million tokens: 256e6 / 8,000 = 32,000 s = 8.9 hours.
+  _log(tmp_path / "run", [{"step": 10, "tokens_per_s": 8000.0}, {"step": 20, "tokens_per_s": 1000.0},
+                          {"step": 30, "tokens_per_s": 8000.0}], batch_size=4, seq_len=4000)
   table = pd.DataFrame({"epoch": [0.6, 1.2, 2.5], "train hours": [0.5, 1.0, 2.0], "valid NLL (bits)": [6.0, 5.5, 5.0],
                         "train NLL (bits)": [6.1, 5.6, 5.1],
                         "IS": [1.0, 1.5, 2.0], "FID": [300.0, 200.0, 100.0], "samples": [64, 64, 64]},
                        index=pd.Index([1000, 2000, 4000], name="step"))
-  (tmp_path / "out").mkdir()
-  text = curves.write_readme(tmp_path / "out", table, "sc09-espeak-run", tmp_path / "run",
+  out = tmp_path / "out"
+  (out / "audio" / "sc09-espeak-run").mkdir(parents=True)
+  (out / "audio" / "sc09-espeak-run" / "samples.json").write_text(json.dumps(
+      {"source": "out/runs/curve_samples/sc09-espeak-run/4000",
+       "samples": [{"file": "sample_00000.wav", "digit": "three", "probability": 0.625, "rms": 0.125}]}))
+  text = curves.write_readme(out, table, "sc09-espeak-run", tmp_path / "run",
                              export="results/x/models/run").read_text()
-  assert "near step 16,000, about 8.0 training hours" in text
+  assert "IS 3 is reached after about 256 million training tokens: step 16,000, 8.9 hours" in text
+  assert "median logged throughput of 8,000 tokens/s" in text
+  assert "planned 20 steps (320,000 tokens, 0.0 hours) fall short of that estimate" in text  # _log plans 20
+  assert "b = 0.721 ± 0.000 per e-fold" in text  # 0.5 / ln 2
+  assert "0.6 decades of tokens beyond the last scored checkpoint (64 million tokens)" in text  # log10(256 / 64)
   assert "| 4000 | 2.5 | 2 | 5 | 5.1 | 2 | 100 | 64 |" in text
+  assert "| [sample_00000.wav](audio/sc09-espeak-run/sample_00000.wav) | three | 0.625 | 0.125 |" in text
+  assert "scored at step 4000" in text
   assert "hrnn sample --checkpoint results/x/models/run" in text and "sc09-espeak (synthetic speech" in text
+
+
+@pytest.mark.slow
+def test_committed_weights_load_as_the_cpu_model():
+  # results/workstation ships the EMA weights that `hrnn sample --checkpoint` reads on a fresh clone (a restore
+  # of the real checkpoint: ~20 s of CPU, hence slow; test_export_keeps_only_the_ema_weights_and_loads covers the
+  # export's loading fast).
+  from pathlib import Path
+
+  import jax
+  from flax import nnx
+
+  from hrnn.model.harmonic_rnn import HarmonicRNN
+
+  model, config = load_model(Path(__file__).parents[1] / "results" / "workstation" / "models" / "sc09-espeak-baseline")
+  fresh = nnx.eval_shape(lambda: HarmonicRNN(get_preset("cpu"), rngs=nnx.Rngs(0)))  # shapes only, no compute
+  assert config.dataset == "sc09-espeak" and config.model == get_preset("cpu")
+  shapes = [x.shape for x in jax_leaves(nnx.state(model, nnx.Param))]
+  assert shapes == [x.shape for x in jax.tree.leaves(nnx.state(fresh, nnx.Param))]

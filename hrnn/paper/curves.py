@@ -9,7 +9,9 @@ evaluations excluded).
   curve(workdir, out, classifier, ...)   OUT/tables/learning_curve_NAME.{csv,md,json}, OUT/plots/learning_curve_NAME.png
   export_ema(workdir, dest, step)        DEST: a run directory holding only the EMA weights of one checkpoint (a few
                                          MB), which `hrnn sample --checkpoint DEST` and `checkpoint.load_model` read
-  steps_to(curve, column, target)        a log-linear extrapolation of the curve to a target value (IS 3)
+  extrapolate(curve, "IS", 3, ...)       a least-squares line of IS against log(training tokens), extended to IS 3,
+                                         with the range over which its one-standard-error band reaches it
+  keep_samples(samples_dir, dest, ...)   a few of a checkpoint's WAVs beside the README, each with its predicted digit
 
 Run as `python -m hrnn.paper.curves WORKDIR --out results/workstation` (--help for the options).
 """
@@ -17,7 +19,10 @@ Run as `python -m hrnn.paper.curves WORKDIR --out results/workstation` (--help f
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
+import statistics
 import os
 import shutil
 import sys
@@ -27,15 +32,18 @@ from hrnn import data
 from hrnn.train.checkpoint import CONFIG_FILE, Checkpoints, load_model, read_config
 
 IS_GOAL = 3.0  # IS at which samples of the digit classifier's ten classes count as recognisable digits
+SCORE_COLUMNS = {"is": "IS", "fid": "FID", "mis": "mIS", "am": "AM"}  # set_scores' keys -> the table's columns
+KEEP_SAMPLES = 4  # clips of the newest scored checkpoint kept beside the README (32 KB each)
+SAMPLES_FILE = "samples.json"
 
 
 def train_seconds(workdir: str | os.PathLike) -> dict[int, float]:
   """Step -> seconds of training up to that logged step: the sum over logged intervals of their steps divided by
-  their measured steps per second (tokens_per_s / (batch * seq_len)); the compiling first step counts as the
+  their measured steps per second (tokens_per_s / tokens_per_step); the compiling first step counts as the
   interval's mean."""
-  config = read_config(workdir)
-  seq_len = config.seq_len or data.get_spec(config.dataset).length
   from hrnn.train.loop import read_metrics
+
+  step_tokens = tokens_per_step(read_config(workdir))
 
   elapsed, previous, total = {}, 0, 0.0
   for record in read_metrics(workdir):
@@ -43,10 +51,27 @@ def train_seconds(workdir: str | os.PathLike) -> dict[int, float]:
       continue
     rate = record.get("tokens_per_s")
     if rate:
-      total += (record["step"] - previous) * config.batch_size * seq_len / rate
+      total += (record["step"] - previous) * step_tokens / rate
     previous = record["step"]
     elapsed[record["step"]] = total
   return elapsed
+
+
+def seconds_at(elapsed: dict[int, float], step: int) -> float:
+  """Training seconds to `step` from `train_seconds`' logged steps (step 0 at 0 s): interpolated between the logged
+  steps around it, or continued at the last logged interval's rate past the last (a checkpoint written between two
+  log lines, as on a stop); NaN with nothing logged."""
+  points = {0: 0.0} | elapsed
+  if step in points:
+    return points[step]
+  below, above = [s for s in sorted(points) if s < step], [s for s in sorted(points) if s > step]
+  if above:
+    lo, hi = below[-1], above[0]
+  elif len(below) >= 2:
+    lo, hi = below[-2], below[-1]
+  else:
+    return math.nan
+  return points[lo] + (step - lo) * (points[hi] - points[lo]) / (hi - lo)
 
 
 def logged_train_nll(workdir: str | os.PathLike, steps: list[int]) -> dict[int, float]:
@@ -104,8 +129,9 @@ def checkpoint_scores(workdir, step: int, samples_dir: Path, n: int, classifier,
 def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, name: str | None = None,
           steps: list[int] | None = None, n: int = 64, seed: int = 0, root=None, label: str = ""):
   """The learning curve of the run in `workdir`: one row per chosen checkpoint (default: every one), saved as
-  OUT/tables/learning_curve_NAME and plotted as OUT/plots/learning_curve_NAME.png; rows already in the table are
-  reused (the curve grows as the run does). Returns the table (a pandas DataFrame indexed by step).
+  OUT/tables/learning_curve_NAME (rewritten after each scored checkpoint) and plotted as
+  OUT/plots/learning_curve_NAME.png; rows already in the table are reused and kept (the curve grows as the run
+  does). Returns the table (a pandas DataFrame indexed by step).
 
   classifier: the digit classifier (a ResNeXt); n: generated clips per checkpoint (0: the NLL columns only, IS
   and FID left empty).
@@ -122,59 +148,175 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
     available = checkpoints.all_steps()
   finally:
     checkpoints.close()
-  steps = sorted(set(steps or available) & set(available))
   table_path = out / "tables" / f"learning_curve_{name}.csv"
   done = pd.read_csv(table_path, index_col="step") if table_path.exists() else None
+  steps = sorted(set(steps or available) & set(available) | (set(done.index) if done is not None else set()))
   elapsed, nll, train_nll = train_seconds(workdir), logged_nll(workdir), logged_train_nll(workdir, steps)
   steps_per_epoch = data.num_batches(data.load_split(config.dataset, "train", root=root), config.batch_size)
+
+  def save(rows):
+    table = pd.DataFrame(rows).set_index("step")
+    if done is not None:  # rows of the table not reached yet
+      table = pd.concat([table, done.drop(index=table.index, errors="ignore")]).sort_index()
+    save_table(table, out, f"learning_curve_{name}", preset=config.preset, datasets=config.dataset,
+               notes=f"{label}model preset {config.preset}, batch {config.batch_size} x {config.seq_len} tokens, "
+                     f"EMA {config.ema_decay}; IS / FID (SaShiMi's estimators, the kit's classifier) of {n} samples "
+                     f"of the EMA weights per checkpoint; train hours: logged step times (compilation and "
+                     f"evaluation excluded)")
+    return table
+
   reference = None
   rows = []
   for step in steps:
-    if done is not None and step in done.index and int(done.loc[step, "samples"]) == n:
-      rows.append(done.loc[step].to_dict() | {"step": step})
-      continue
-    if n == 0:
-      scores = dict.fromkeys(("is", "fid", "mis", "am"), math.nan)
+    # Scores already in the table are reused; the columns read from the training log are always recomputed.
+    reuse = done is not None and step in done.index and (int(done.loc[step, "samples"]) == n or step not in available)
+    if reuse:
+      scores = {key: done.loc[step, column] for key, column in SCORE_COLUMNS.items()}
+    elif n == 0:
+      scores = dict.fromkeys(SCORE_COLUMNS, math.nan)
     else:
       if reference is None:
         reference = reference_outputs(config.dataset, classifier, root)
       scores = checkpoint_scores(workdir, step, out / "runs" / "curve_samples" / name / str(step), n, classifier,
                                  reference, seed=seed)
-    rows.append({"step": step, "epoch": step / steps_per_epoch,
-                 "train hours": elapsed.get(step, math.nan) / 3600,
+    rows.append({"step": step, "epoch": step / steps_per_epoch, "train hours": seconds_at(elapsed, step) / 3600,
                  "train NLL (bits)": train_nll.get(step, math.nan), "valid NLL (bits)": nll.get(step, math.nan),
-                 "IS": scores["is"], "FID": scores["fid"], "mIS": scores["mis"], "AM": scores["am"], "samples": n})
-  table = pd.DataFrame(rows).set_index("step")
-  save_table(table, out, f"learning_curve_{name}", preset=config.preset, datasets=config.dataset,
-             notes=f"{label}model preset {config.preset}, batch {config.batch_size} x {config.seq_len} tokens, "
-                   f"EMA {config.ema_decay}; IS / FID (SaShiMi's estimators, the kit's classifier) of {n} samples of "
-                   f"the EMA weights per checkpoint; train hours: logged step times (compilation and evaluation "
-                   f"excluded)")
-  plot(table, out, name, f"{dataset_label(config.dataset)}: model {config.preset}, {workdir.name}")
+                 **{column: scores[key] for key, column in SCORE_COLUMNS.items()},
+                 "samples": int(done.loc[step, "samples"]) if reuse else n})
+    if not reuse:
+      save(rows)  # after every scored checkpoint, so that an interrupted run keeps what it scored
+  table = save(rows)
+  plot(table, out, name, f"{dataset_label(config.dataset)}: model {config.preset}, {workdir.name}",
+       is_trend(table, workdir))
   return table
 
 
-def steps_to(table, column: str, target: float) -> float | None:
-  """The step at which `column` reaches `target` on a straight line through the last half of the curve's points
-  (at least 3) against log(step): a rough extrapolation, None when the curve does not move towards the target."""
+@dataclasses.dataclass(frozen=True)
+class LineFit:
+  """The least-squares line y = mean_y + slope (x - mean_x) through n points (x not all equal), with what its
+  standard error needs: s, the residual standard deviation (n - 2 degrees of freedom), and sxx = sum (x - mean_x)^2.
+  The fitted mean at x then has standard error se(x) = s sqrt(1/n + (x - mean_x)^2 / sxx), the slope
+  s / sqrt(sxx)."""
+  n: int
+  mean_x: float
+  mean_y: float
+  slope: float
+  s: float
+  sxx: float
+
+  def __call__(self, x: float) -> float:
+    return self.mean_y + self.slope * (x - self.mean_x)
+
+  def se(self, x: float) -> float:
+    return self.s * math.sqrt(1 / self.n + (x - self.mean_x) ** 2 / self.sxx)
+
+  @property
+  def slope_se(self) -> float:
+    return self.s / math.sqrt(self.sxx)
+
+
+def fit_line(x, y) -> LineFit:
+  """Ordinary least squares of y on x (at least 3 points, so that the residuals have a spread)."""
+  x, y = [float(v) for v in x], [float(v) for v in y]
+  if len(x) != len(y) or len(x) < 3:
+    raise ValueError(f"a line fit needs at least 3 (x, y) pairs, got {len(x)} x and {len(y)} y")
+  n = len(x)
+  mean_x, mean_y = sum(x) / n, sum(y) / n
+  sxx = sum((a - mean_x) ** 2 for a in x)
+  if sxx == 0:
+    raise ValueError("a line fit needs at least two distinct x values")
+  slope = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y)) / sxx
+  residuals = sum((b - mean_y - slope * (a - mean_x)) ** 2 for a, b in zip(x, y))
+  return LineFit(n, mean_x, mean_y, slope, math.sqrt(residuals / (n - 2)), sxx)
+
+
+def crossing(fit: LineFit, target: float, k: float = 1.0) -> tuple[float, float, float] | None:
+  """(x, low, high): where the line reaches `target`, and the range of x over which the band line ± k se(x)
+  contains `target` (Fieller's interval, which is asymmetric as the band widens away from the data); None for a
+  flat line. With u = x - mean_x and d = target - mean_y the band contains the target where
+      (slope u - d)^2 <= k^2 s^2 (1/n + u^2 / sxx)   <=>   A u^2 - 2 slope d u + C <= 0,
+      A = slope^2 - k^2 s^2 / sxx,   C = d^2 - k^2 s^2 / n.
+  A > 0 (the slope more than k standard errors from zero): a bounded interval between the two roots. A <= 0: the
+  data bound only the near end; the far end is infinite (and the near one too when the quadratic has no root)."""
+  if fit.slope == 0:
+    return None
+  d = target - fit.mean_y
+  x = fit.mean_x + d / fit.slope
+  a = fit.slope ** 2 - (k * fit.s) ** 2 / fit.sxx
+  c = d ** 2 - (k * fit.s) ** 2 / fit.n
+  disc = (fit.slope * d) ** 2 - a * c  # >= 0 whenever a > 0 (0 for a perfect fit, up to rounding)
+  if a > 0:
+    half = math.sqrt(max(disc, 0.0)) / a
+    return x, fit.mean_x + fit.slope * d / a - half, fit.mean_x + fit.slope * d / a + half
+  roots = sorted(fit.mean_x + (fit.slope * d + sign * math.sqrt(disc)) / a for sign in (-1, 1)) if disc >= 0 else None
+  if x > fit.mean_x:
+    return x, roots[1] if roots else -math.inf, math.inf
+  return x, -math.inf, roots[0] if roots else math.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class Extrapolation:
+  """A curve's `column` fitted as a line against x = ln(training tokens) and extended to `target`: at `tokens`
+  (central), within [low, high] tokens at one standard error (high may be infinite). Steps and hours follow from
+  the run's tokens per step and its typical measured throughput."""
+  column: str
+  target: float
+  steps: tuple[int, ...]
+  fit: LineFit
+  tokens_per_step: int
+  tokens_per_second: float
+  tokens: float
+  low: float
+  high: float
+
+  def hours(self, tokens: float) -> float:
+    return tokens / self.tokens_per_second / 3600
+
+
+def extrapolate(table, column: str, target: float, tokens_per_step: int, tokens_per_second: float,
+                k: float = 1.0) -> Extrapolation | None:
+  """Fits `column` of the curve (every scored step) as a + b ln(step * tokens_per_step) by least squares and
+  extends the line to `target` (`crossing`, band of k standard errors). None with fewer than 3 scored points or
+  when the line moves away from the target (the curve is not heading there)."""
   points = table[[column]].dropna()
   points = points[points.index > 0]
   if len(points) < 3:
     return None
-  tail = points.iloc[len(points) // 2:] if len(points) >= 6 else points
-  x = [math.log(s) for s in tail.index]
-  y = list(tail[column])
-  mx, my = sum(x) / len(x), sum(y) / len(y)
-  sxx = sum((a - mx) ** 2 for a in x)
-  slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx if sxx else 0.0
-  if slope == 0 or (target - y[-1]) / slope < 0:
+  steps = [int(s) for s in points.index]
+  fit = fit_line([math.log(s * tokens_per_step) for s in steps], points[column])
+  found = crossing(fit, target, k)
+  if found is None or (target - fit(math.log(steps[-1] * tokens_per_step))) * fit.slope < 0:
     return None
-  return math.exp(mx + (target - my) / slope)
+  x, low, high = found
+  return Extrapolation(column, target, tuple(steps), fit, tokens_per_step, tokens_per_second, math.exp(x),
+                       math.exp(low) if low > -math.inf else 0.0, math.exp(high) if high < math.inf else math.inf)
 
 
-def plot(table, out, name: str, title: str):
-  """NLL, IS and FID against training steps (top axis: training hours), IS_GOAL marked."""
+def tokens_per_step(config) -> int:
+  """Training tokens one optimiser step consumes: batch (all micro-batches together) x crop length."""
+  return config.batch_size * (config.seq_len or data.get_spec(config.dataset).length)
+
+
+def logged_throughput(workdir: str | os.PathLike) -> float:
+  """The median training throughput (tokens/s) the run logged: its typical rate on this machine, robust to the
+  stretches when other jobs shared the CPU."""
+  from hrnn.train.loop import read_metrics
+
+  rates = [r["tokens_per_s"] for r in read_metrics(workdir) if "split" not in r and r.get("tokens_per_s")]
+  return statistics.median(rates) if rates else math.nan
+
+
+def is_trend(table, workdir: str | os.PathLike) -> Extrapolation | None:
+  """The curve's IS extended to IS_GOAL (`extrapolate`, one standard error) with the run's tokens per step and its
+  median logged throughput."""
+  return extrapolate(table, "IS", IS_GOAL, tokens_per_step(read_config(workdir)), logged_throughput(workdir))
+
+
+def plot(table, out, name: str, title: str, trend: Extrapolation | None = None):
+  """NLL and FID against training steps; IS against training tokens (log axis) with the fitted trend and its
+  one-standard-error band extended towards IS_GOAL (at most 1,000 times the trained tokens)."""
   import matplotlib.pyplot as plt
+  import numpy as np
 
   from hrnn.paper.results import save_plot
 
@@ -182,13 +324,26 @@ def plot(table, out, name: str, title: str):
   axes[0].plot(table.index, table["train NLL (bits)"], "o-", label="train (logged batch means)")
   axes[0].plot(table.index, table["valid NLL (bits)"], "s", label="valid (EMA weights)")
   axes[0].legend(fontsize=8)
-  for ax, column, style in zip(axes[1:], ("IS", "FID"), ("s-", "^-")):
-    ax.plot(table.index, table[column], style)
+  axes[2].plot(table.index, table["FID"], "^-")
   for ax, title in zip(axes, ("NLL (bits per sample)", "IS", "FID")):
     ax.set(xlabel="training step", title=title)
     ax.grid(alpha=0.3)
+  scored = table["IS"].dropna()
+  if trend is not None:
+    step_tokens = trend.tokens_per_step
+    axes[1].plot(scored.index * step_tokens, scored, "s", label="scored checkpoints")
+    last = scored.index[-1] * step_tokens
+    end = min(max(trend.tokens, trend.high if trend.high < math.inf else 0.0) * 1.5, last * 1e3)
+    x = np.geomspace(scored.index[0] * step_tokens, max(end, last), 100)
+    line = np.array([trend.fit(math.log(v)) for v in x])
+    se = np.array([trend.fit.se(math.log(v)) for v in x])
+    axes[1].plot(x, line, "-", color="C1", label=f"fit: IS = a + {trend.fit.slope:.3f} ln(tokens)")
+    axes[1].fill_between(x, line - se, line + se, color="C1", alpha=0.2, label="one standard error")
+    axes[1].set(xscale="log", xlabel="training tokens")
+  else:
+    axes[1].plot(scored.index, scored, "s-")
   axes[1].axhline(IS_GOAL, color="gray", ls="--", label=f"IS {IS_GOAL:g}: recognisable digits")
-  axes[1].legend(fontsize=8)
+  axes[1].legend(fontsize=7)
   axes[2].set_yscale("log")
   fig.suptitle(f"Learning curve of sample quality: {title}", fontsize=10)
   path = save_plot(fig, out, f"learning_curve_{name}")
@@ -226,27 +381,113 @@ def export_ema(workdir: str | os.PathLike, dest: str | os.PathLike, step: int | 
   return dest
 
 
+def keep_samples(samples_dir: str | os.PathLike, dest: str | os.PathLike, classifier, k: int = 4) -> list[dict]:
+  """Copies the first `k` WAVs of `samples_dir` (one scored checkpoint's clips) into DEST, replacing the WAVs there,
+  and writes DEST/samples.json: per clip the classifier's predicted digit and its probability, and the clip's RMS
+  (full-scale noise is about 0.3 and more). Returns those records."""
+  import numpy as np
+
+  from hrnn.metrics import classifier_outputs, log_mel, read_clips, sample_files
+
+  files = sample_files(samples_dir)[:k]
+  dest = Path(dest)
+  dest.mkdir(parents=True, exist_ok=True)
+  for old in dest.glob("*.wav"):
+    old.unlink()
+  waves, _ = read_clips(files)
+  _, probs = classifier_outputs(classifier, log_mel(waves))
+  records = []
+  for path, wave, p in zip(files, waves, probs):
+    shutil.copy(path, dest / path.name)
+    records.append({"file": path.name, "digit": data.DIGITS[int(p.argmax())], "probability": float(p.max()),
+                    "rms": float(np.sqrt(np.mean(np.square(wave))))})
+  (dest / SAMPLES_FILE).write_text(json.dumps({"source": str(samples_dir), "samples": records}, indent=1) + "\n")
+  return records
+
+
+def _tokens(count: float) -> str:
+  """A token count for prose: '320,000', '256 million', '3.1 billion', '4.2e+15'."""
+  if count < 1e6:
+    return f"{count:,.0f}"
+  if count < 1e9:
+    return f"{count / 1e6:,.0f} million"
+  return f"{count / 1e9:,.1f} billion" if count < 1e12 else f"{count:.1e}"
+
+
+def _steps(count: float) -> str:
+  return f"{count:,.0f}" if count < 1e9 else f"{count:.1e}"
+
+
+def _hours(hours: float) -> str:
+  return f"{hours:,.1f}" if hours < 100 else f"{hours:,.0f}" if hours < 1e6 else f"{hours:.1e}"
+
+
+def trend_text(trend: Extrapolation | None, table, planned_steps: int | None = None) -> str:
+  """The README's paragraph on the IS trend: the fitted line, where it reaches the target and its uncertainty in
+  tokens, steps and hours, whether the run's `planned_steps` get there, and the caveat; generated from
+  `extrapolate`'s result, never typed."""
+  if table["IS"].isna().all():
+    return "No checkpoint has been scored with the classifier yet (IS, FID empty)."
+  if trend is None:
+    return (f"The IS curve ({table['IS'].notna().sum()} scored checkpoints) does not head towards IS {IS_GOAL:g} "
+            f"(fewer than 3 points, or a falling trend): no extrapolation.")
+  fit, per_step = trend.fit, trend.tokens_per_step
+  steps = ", ".join(f"{s:,}" for s in trend.steps)
+  lines = [
+      f"**Extrapolation (a fitted trend, not a measurement).** Model: IS = a + b ln(training tokens), ordinary least "
+      f"squares over the {fit.n} scored checkpoints (steps {steps}; {per_step:,} tokens per step). Fit: "
+      f"b = {fit.slope:.3f} ± {fit.slope_se:.3f} per e-fold of tokens ({fit.slope * math.log(10):.2f} per tenfold), "
+      f"IS {fit.mean_y:.2f} at the geometric-mean {_tokens(math.exp(fit.mean_x))} tokens, residual standard "
+      f"deviation {fit.s:.3f}.",
+  ]
+  if trend.high < math.inf:
+    hours = trend.hours(trend.tokens)
+    lines.append(
+        f"On this line IS {IS_GOAL:g} is reached after about {_tokens(trend.tokens)} training tokens: step "
+        f"{_steps(trend.tokens / per_step)}, {_hours(hours)} hours of training at the run's median logged throughput "
+        f"of "
+        f"{trend.tokens_per_second:,.0f} tokens/s on this 2-core machine. Where the line's one-standard-error band "
+        f"reaches IS {IS_GOAL:g} (Fieller's interval): between {_tokens(trend.low)} and {_tokens(trend.high)} tokens, "
+        f"{_hours(trend.hours(trend.low))} to {_hours(trend.hours(trend.high))} hours.")
+  else:
+    lines.append(
+        f"IS does not rise measurably over these checkpoints: the slope is within one standard error of zero, so the "
+        f"line gives no estimate of when IS reaches {IS_GOAL:g}.")
+    lines.append(
+        f"At one standard error (Fieller's interval) the curve is consistent with IS {IS_GOAL:g} only beyond "
+        f"{_tokens(trend.low)} tokens (step {_steps(trend.low / per_step)}, {_hours(trend.hours(trend.low))} hours at "
+        f"the "
+        f"run's median logged throughput of {trend.tokens_per_second:,.0f} tokens/s on this 2-core machine): a lower "
+        f"bound under this model, with no upper bound." if trend.low > 0 else
+        f"Its one-standard-error band contains IS {IS_GOAL:g} at every token count: the curve bounds neither end.")
+  last = max(trend.steps) * per_step
+  reach = trend.tokens if trend.high < math.inf else trend.low
+  if planned_steps:
+    planned = planned_steps * per_step
+    verdict = "reach" if planned >= reach else "fall short of"
+    lines.append(
+        f"The run's planned {planned_steps:,} steps ({_tokens(planned)} tokens, {_hours(trend.hours(planned))} hours) "
+        f"{verdict} {'that estimate' if trend.high < math.inf else 'that bound'}.")
+  beyond = f" {math.log10(reach / last):.1f} decades of tokens{' or more' if trend.high == math.inf else ''}" \
+      if reach > last else ""
+  lines.append(
+      f"Caveats: an extrapolation{beyond} beyond the last scored checkpoint ({_tokens(last)} tokens); IS is "
+      f"bounded by 10 and the trend may bend either way (learning-rate schedule, over-fitting); each point scores "
+      f"only {int(table['samples'].max())} clips, whose own sampling noise is part of the residuals.")
+  return " ".join(lines)
+
+
 def write_readme(out: str | os.PathLike, table, name: str, workdir: str | os.PathLike,
                  export: str | os.PathLike | None = None, command: str | None = None) -> Path:
-  """OUT/README.md: what the run is, its curve (plot and rounded table; the CSV keeps full precision), the step
-  and training hours at which IS would reach IS_GOAL on the curve's trend, the exported weights and how to resume."""
+  """OUT/README.md: what the run is, its curve (plot and rounded table; the CSV keeps full precision), the IS
+  trend extended to IS_GOAL (`trend_text`), the clips kept in OUT/audio/NAME (`keep_samples`), the exported
+  weights and how to resume."""
   from hrnn.paper.results import dataset_label, markdown_table
 
   out, workdir = Path(out), Path(workdir)
   config = read_config(workdir)
   last = table.index.max()
   hours = table.loc[last, "train hours"]
-  goal = steps_to(table, "IS", IS_GOAL)
-  if table["IS"].isna().all():
-    extrapolation = "No checkpoint has been scored with the classifier yet (IS, FID empty)."
-  elif goal is None:
-    extrapolation = (f"The IS curve does not yet rise steadily enough ({len(table)} points) for an extrapolation to "
-                     f"IS {IS_GOAL:g}.")
-  else:
-    rate = hours / last if last else math.nan
-    extrapolation = (f"On the trend of its last points (IS against log step), IS {IS_GOAL:g} would be reached near "
-                     f"step {goal:,.0f}, about {goal * rate:,.1f} training hours at this run's measured rate: a rough "
-                     f"extrapolation, not a measurement.")
   lines = [
       f"# Learning curve: model `{config.preset}` on {dataset_label(config.dataset)}\n\n",
       f"Regenerated by `{command or f'python -m hrnn.paper.curves {workdir} --out {out}'}`. The run: the `{config.preset}` model preset "
@@ -259,8 +500,20 @@ def write_readme(out: str | os.PathLike, table, name: str, workdir: str | os.Pat
       f"\nIS and FID: SaShiMi's estimators with the kit's digit classifier trained on the same dataset, "
       f"one-second samples of the EMA weights per checkpoint (`samples`; 0: not scored yet) (IS 1: every sample in "
       f"one class; {IS_GOAL:g}: recognisable digits; 10: ten confident classes). Full precision: "
-      f"[tables/learning_curve_{name}.csv](tables/learning_curve_{name}.csv).\n\n{extrapolation}\n",
+      f"[tables/learning_curve_{name}.csv](tables/learning_curve_{name}.csv).\n\n"
+      f"{trend_text(is_trend(table, workdir), table, config.steps)}\n",
   ]
+  listing = out / "audio" / name / SAMPLES_FILE
+  if listing.exists():
+    kept = json.loads(listing.read_text())
+    step = Path(kept["source"]).name
+    lines.append(f"\n## Listen\n\nThe first {len(kept['samples'])} clips scored at step {step} (EMA weights, "
+                 f"temperature 1), with the classifier's most probable digit; an RMS near 0.3 or more is full-scale "
+                 f"noise (turn the volume down):\n\n")
+    lines.append(markdown_table(
+        ["clip", "predicted digit", "probability", "RMS"],
+        [[f"[{r['file']}](audio/{name}/{r['file']})", r["digit"], r["probability"], r["rms"]]
+         for r in kept["samples"]]))
   if export is not None:
     exported = Path(export)
     lines.append(f"\nThe EMA weights of step {last:,} are kept in `{exported}` (no optimiser state): "
@@ -277,7 +530,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(prog="python -m hrnn.paper.curves", description=__doc__.split("\n\n")[0])
   parser.add_argument("workdir", help="run directory with checkpoints (keep them all: --keep-checkpoints)")
   parser.add_argument("--out", required=True, help="results folder: tables/, plots/ (e.g. results/workstation)")
-  parser.add_argument("--every", type=int, default=None, help="score checkpoints at multiples of this step")
+  parser.add_argument("--every", type=int, default=None,
+                      help="score checkpoints at multiples of this step and the newest one (default: every one)")
   parser.add_argument("--n", type=int, default=64,
                       help="generated clips per checkpoint (0: only the NLL columns, no classifier needed)")
   parser.add_argument("--classifier", default=None,
@@ -305,14 +559,18 @@ def main(argv=None):
     available = checkpoints.all_steps()
   finally:
     checkpoints.close()
-  steps = [s for s in available if args.every is None or s % args.every == 0]
+  steps = [s for s in available if args.every is None or s % args.every == 0 or s == available[-1]]
   table = curve(args.workdir, args.out, classifier, steps=steps, n=args.n)
   print(table.round(3).to_string())
-  goal = steps_to(table, "IS", IS_GOAL)
-  print(f"IS {IS_GOAL:g} extrapolated at step {goal:,.0f}" if goal else f"IS {IS_GOAL:g}: no extrapolation yet")
-  if args.export:
-    print(f"EMA weights exported to {export_ema(args.workdir, args.export, max(table.index))}")
   name = f"{config.dataset}-{Path(args.workdir).name}"
+  print(trend_text(is_trend(table, args.workdir), table))
+  newest = int(max(table.index))
+  if classifier is not None:
+    kept = keep_samples(Path(args.out) / "runs" / "curve_samples" / name / str(newest), Path(args.out) / "audio" / name,
+                        classifier, KEEP_SAMPLES)
+    print(f"kept {len(kept)} clips of step {newest} in {Path(args.out) / 'audio' / name}")
+  if args.export:
+    print(f"EMA weights exported to {export_ema(args.workdir, args.export, newest)}")
   command = "python -m hrnn.paper.curves " + " ".join(argv if argv is not None else sys.argv[1:])
   print(f"wrote {write_readme(args.out, table, name, args.workdir, args.export, command)}")
 
