@@ -325,8 +325,8 @@ def plot(table, out, name: str, title: str, trend: Extrapolation | None = None):
   axes[0].plot(table.index, table["valid NLL (bits)"], "s", label="valid (EMA weights)")
   axes[0].legend(fontsize=8)
   axes[2].plot(table.index, table["FID"], "^-")
-  for ax, title in zip(axes, ("NLL (bits per sample)", "IS", "FID")):
-    ax.set(xlabel="training step", title=title)
+  for ax, label in zip(axes, ("NLL (bits per sample)", "IS", "FID")):
+    ax.set(xlabel="training step", title=label)
     ax.grid(alpha=0.3)
   scored = table["IS"].dropna()
   if trend is not None:
