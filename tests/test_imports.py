@@ -346,11 +346,6 @@ def test_readme_layout_lists_every_module_from_the_bottom_up():
 
 # ---------------------------------------------------------------------------------------------------- lazy imports
 
-# Modules whose imports inside functions are not yet gathered at one place (work in flight when this test was written;
-# the test fails once they are, so that the entry goes).
-PENDING_LAZY = {"hrnn.paper.curves"}
-
-
 def lazy_import_places(source: str) -> dict[str, bool]:
   """Function name -> whether its imports say why they are there: a comment on (or just above) its first import
   statement, or a docstring that speaks of importing; one entry per function that holds an import statement."""
@@ -381,6 +376,5 @@ def test_imports_inside_functions_sit_at_one_commented_place_per_module():
     places = lazy_import_places(path.read_text())
     if len(places) > 1:
       scattered.append(f"{name}: {', '.join(places)}")
-    silent += [f"{name}.{function}" for function, why in places.items() if not why and name not in PENDING_LAZY]
-  assert [entry for entry in scattered if entry.split(":")[0] not in PENDING_LAZY] == [] and silent == []
-  assert {entry.split(":")[0] for entry in scattered} >= PENDING_LAZY  # a pending module that is done: drop it
+    silent += [f"{name}.{function}" for function, why in places.items() if not why]
+  assert scattered == [] and silent == []

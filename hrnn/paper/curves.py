@@ -28,8 +28,16 @@ import shutil
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from flax import nnx
+
 from hrnn import data
+from hrnn.model import sampling
+from hrnn.paper.results import dataset_label, markdown_table, save_plot, save_table
 from hrnn.train.checkpoint import CONFIG_FILE, Checkpoints, load_model, read_config
+from hrnn.train.loop import checkpoint_meta, read_metrics
 
 IS_GOAL = 3.0  # IS at which samples of the digit classifier's ten classes count as recognisable digits
 SCORE_COLUMNS = {"is": "IS", "fid": "FID", "mis": "mIS", "am": "AM"}  # set_scores' keys -> the table's columns
@@ -37,12 +45,17 @@ KEEP_SAMPLES = 4  # clips of the newest scored checkpoint kept beside the README
 SAMPLES_FILE = "samples.json"
 
 
+def _metrics():
+  """hrnn.metrics, imported here only: it needs torch (the `metrics` extra), which only the scoring uses; the NLL
+  columns, the fit and the README work without it."""
+  import hrnn.metrics.protocol  # noqa: F401  (loads hrnn.metrics with it)
+  return hrnn.metrics
+
+
 def train_seconds(workdir: str | os.PathLike) -> dict[int, float]:
   """Step -> seconds of training up to that logged step: the sum over logged intervals of their steps divided by
   their measured steps per second (tokens_per_s / tokens_per_step); the compiling first step counts as the
   interval's mean."""
-  from hrnn.train.loop import read_metrics
-
   step_tokens = tokens_per_step(read_config(workdir))
 
   elapsed, previous, total = {}, 0, 0.0
@@ -77,8 +90,6 @@ def seconds_at(elapsed: dict[int, float], step: int) -> float:
 def logged_train_nll(workdir: str | os.PathLike, steps: list[int]) -> dict[int, float]:
   """Step -> mean logged training loss (bits, batch means) over the logged steps since the previous entry of
   `steps` (ascending): the curve's NLL where no validation was logged."""
-  from hrnn.train.loop import read_metrics
-
   records = [r for r in read_metrics(workdir) if "split" not in r and r.get("loss_bits") is not None]
   found, previous = {}, 0
   for step in steps:
@@ -91,8 +102,6 @@ def logged_train_nll(workdir: str | os.PathLike, steps: list[int]) -> dict[int, 
 
 def logged_nll(workdir: str | os.PathLike, split: str = "valid") -> dict[int, float]:
   """Step -> NLL (bits) of the EMA weights that the run logged for `split`."""
-  from hrnn.train.loop import read_metrics
-
   found = {}
   for record in read_metrics(workdir):
     if record.get("split") == split and record.get("nll_bits") is not None:
@@ -102,27 +111,23 @@ def logged_nll(workdir: str | os.PathLike, split: str = "valid") -> dict[int, fl
 
 def reference_outputs(dataset: str, classifier, root=None):
   """(features, probabilities) of the classifier on `dataset`'s train split: the FID reference, computed once."""
-  from hrnn.metrics import classifier_outputs, split_features
-
-  features, _, _ = split_features(dataset, "train", root)
-  return classifier_outputs(classifier, features)
+  metrics = _metrics()
+  features, _, _ = metrics.split_features(dataset, "train", root)
+  return metrics.classifier_outputs(classifier, features)
 
 
 def checkpoint_scores(workdir, step: int, samples_dir: Path, n: int, classifier, reference, *,
                       seed: int = 0, batch_size: int = 16) -> dict[str, float]:
   """Generates `n` one-second clips from the EMA weights of checkpoint `step` into `samples_dir` and scores them
   (SaShiMi's FID, IS, mIS, AM against the train split's classifier outputs `reference`)."""
-  from hrnn.model import sampling
-  from hrnn.metrics import classifier_outputs, clip_features
-  from hrnn.metrics.protocol import set_scores
-
+  metrics = _metrics()
   model, config = load_model(workdir, step=step)
   spec = data.get_spec(config.dataset)
   samples_dir.mkdir(parents=True, exist_ok=True)
   paths = sampling.generate(model, n, spec.length, seed=seed, out_dir=samples_dir, quantization=spec.quantization,
                             batch_size=min(batch_size, n), progress=False)
-  features, _ = clip_features(paths, desc=f"scoring step {step}")
-  scores = set_scores(*reference, *classifier_outputs(classifier, features))
+  features, _ = metrics.clip_features(paths, desc=f"scoring step {step}")
+  scores = metrics.protocol.set_scores(*reference, *metrics.classifier_outputs(classifier, features))
   return {k: float(v) for k, v in scores.items()}
 
 
@@ -136,10 +141,6 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
   classifier: the digit classifier (a ResNeXt); n: generated clips per checkpoint (0: the NLL columns only, IS
   and FID left empty).
   """
-  import pandas as pd
-
-  from hrnn.paper.results import dataset_label, save_table
-
   workdir, out = Path(workdir), Path(out)
   config = read_config(workdir)
   name = name or f"{config.dataset}-{workdir.name}"
@@ -300,8 +301,6 @@ def tokens_per_step(config) -> int:
 def logged_throughput(workdir: str | os.PathLike) -> float:
   """The median training throughput (tokens/s) the run logged: its typical rate on this machine, robust to the
   stretches when other jobs shared the CPU."""
-  from hrnn.train.loop import read_metrics
-
   rates = [r["tokens_per_s"] for r in read_metrics(workdir) if "split" not in r and r.get("tokens_per_s")]
   return statistics.median(rates) if rates else math.nan
 
@@ -315,11 +314,6 @@ def is_trend(table, workdir: str | os.PathLike) -> Extrapolation | None:
 def plot(table, out, name: str, title: str, trend: Extrapolation | None = None):
   """NLL and FID against training steps; IS against training tokens (log axis) with the fitted trend and its
   one-standard-error band extended towards IS_GOAL (at most 1,000 times the trained tokens)."""
-  import matplotlib.pyplot as plt
-  import numpy as np
-
-  from hrnn.paper.results import save_plot
-
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
   axes[0].plot(table.index, table["train NLL (bits)"], "o-", label="train (logged batch means)")
   axes[0].plot(table.index, table["valid NLL (bits)"], "s", label="valid (EMA weights)")
@@ -355,10 +349,6 @@ def export_ema(workdir: str | os.PathLike, dest: str | os.PathLike, step: int | 
   """Copies the EMA weights of checkpoint `step` (default: the newest) of the run in `workdir` into DEST, a run
   directory with only those weights and the run's config (no optimiser state: a fraction of the size), which
   `hrnn sample --checkpoint DEST` and `hrnn.train.checkpoint.load_model(DEST)` read. Replaces an older export in DEST."""
-  from flax import nnx
-
-  from hrnn.train.loop import checkpoint_meta
-
   model, config = load_model(workdir, step=step)
   checkpoints = Checkpoints(workdir)
   try:
@@ -385,17 +375,14 @@ def keep_samples(samples_dir: str | os.PathLike, dest: str | os.PathLike, classi
   """Copies the first `k` WAVs of `samples_dir` (one scored checkpoint's clips) into DEST, replacing the WAVs there,
   and writes DEST/samples.json: per clip the classifier's predicted digit and its probability, and the clip's RMS
   (full-scale noise is about 0.3 and more). Returns those records."""
-  import numpy as np
-
-  from hrnn.metrics import classifier_outputs, log_mel, read_clips, sample_files
-
-  files = sample_files(samples_dir)[:k]
+  metrics = _metrics()
+  files = metrics.sample_files(samples_dir)[:k]
   dest = Path(dest)
   dest.mkdir(parents=True, exist_ok=True)
   for old in dest.glob("*.wav"):
     old.unlink()
-  waves, _ = read_clips(files)
-  _, probs = classifier_outputs(classifier, log_mel(waves))
+  waves, _ = metrics.read_clips(files)
+  _, probs = metrics.classifier_outputs(classifier, metrics.log_mel(waves))
   records = []
   for path, wave, p in zip(files, waves, probs):
     shutil.copy(path, dest / path.name)
@@ -482,8 +469,6 @@ def write_readme(out: str | os.PathLike, table, name: str, workdir: str | os.Pat
   """OUT/README.md: what the run is, its curve (plot and rounded table; the CSV keeps full precision), the IS
   trend extended to IS_GOAL (`trend_text`), the clips kept in OUT/audio/NAME (`keep_samples`), the exported
   weights and how to resume."""
-  from hrnn.paper.results import dataset_label, markdown_table
-
   out, workdir = Path(out), Path(workdir)
   config = read_config(workdir)
   last = table.index.max()
@@ -542,8 +527,7 @@ def main(argv=None):
   parser.add_argument("--export", default=None, metavar="DEST", help="also export the newest EMA weights to DEST")
   args = parser.parse_args(argv)
 
-  from hrnn.metrics import TrainSettings, load_classifier, train_classifier
-
+  metrics = _metrics()
   config = read_config(args.workdir)
   if config is None:
     parser.error(f"{args.workdir} holds no training run (no {CONFIG_FILE})")
@@ -551,9 +535,9 @@ def main(argv=None):
   if args.n == 0:
     classifier = None
   elif path.exists():
-    classifier, _ = load_classifier(path)
+    classifier, _ = metrics.load_classifier(path)
   else:
-    classifier, _ = train_classifier(config.dataset, settings=TrainSettings(epochs=args.classifier_epochs), out=path)
+    classifier, _ = metrics.train_classifier(config.dataset, settings=metrics.TrainSettings(epochs=args.classifier_epochs), out=path)
   checkpoints = Checkpoints(args.workdir, keep=10 ** 6)
   try:
     available = checkpoints.all_steps()
