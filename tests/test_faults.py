@@ -204,8 +204,8 @@ CASES = [
                                                        str(e.root)], WARNING, lambda e: ("lost", "rebuilding it"),
          setup=lambda e: a_wav(e).unlink(), check=lambda e, out: a_wav(e).is_file(), data=True),
     # ---------------------------------------------------------------------------------------------------- train
-    Case("train-lr-inf", lambda e: TRAIN(e, "--lr", "inf"), ERROR, _unusable("learning_rate", "inf", "finite")),
-    Case("train-lr-nan", lambda e: TRAIN(e, "--lr", "nan"), ERROR, _unusable("learning_rate", "nan")),
+    Case("train-lr-inf", lambda e: TRAIN(e, "--lr", "inf"), ERROR, _unusable("--lr", "inf", "finite")),
+    Case("train-lr-nan", lambda e: TRAIN(e, "--lr", "nan"), ERROR, _unusable("--lr", "nan", "finite")),
     Case("train-lr-negative", lambda e: TRAIN(e, "--lr", "-0.1"), ERROR, _unusable("learning_rate", "-0.1")),
     Case("train-lr-not-a-number", lambda e: TRAIN(e, "--lr", "fast"), ERROR, _unusable("--lr", "fast")),
     Case("train-batch-size-0", lambda e: TRAIN(e, "--batch-size", "0"), ERROR, _unusable("batch_size", "0")),
