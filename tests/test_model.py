@@ -13,7 +13,8 @@ from flax import nnx
 
 from hrnn.config import PRESETS, ModelConfig, get_preset
 from hrnn.model.embedding import Embedding
-from hrnn.model.harmonic_rnn import HarmonicRNN, Level, count_params, loss_bits, nll_bits, pad_to_multiple, shift_right, step_depth
+from hrnn.model.harmonic_rnn import (HarmonicRNN, Level, count_params, loss_bits, nll_bits, pad_to_multiple,
+                                     shift_right, step_depth)
 from hrnn.model.summary import abstract_model, describe
 
 # docs/model.md, "Parameter counts" (worked there from the layer shapes).

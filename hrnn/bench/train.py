@@ -1,7 +1,7 @@
 """Benchmark: training throughput, compile time and peak memory of one `hrnn.train.loop` step.
 
-The step is the real one (`hrnn.train.loop.make_train_step`: forward, backward, clipping, AdamW, EMA, dropout) on a random
-batch [batch, seq_len] on the default mesh, by default with remat "block" and time chunks of 500 steps
+The step is the real one (`hrnn.train.loop.make_train_step`: forward, backward, clipping, AdamW, EMA, dropout) on a
+random batch [batch, seq_len] on the default mesh, by default with remat "block" and time chunks of 500 steps
 (`ModelConfig.remat_chunk`: one chunk's activations stay in cache, and memory stays small). Reported: compile_s
 (lowering + XLA compilation of the step), tokens_per_s = batch x seq_len x steps / time of `steps` steps after one
 warm-up step, epochs_per_hour of SC09 (31,158 training clips of 16,000 tokens) at that rate, and peak_rss_mb, the

@@ -1,7 +1,8 @@
 """Step-wise generation: HarmonicRNN one token at a time, in constant memory and constant work per token.
 
 Every layer class holds a step form beside its parallel form (`decode_params`, `init_state`, `step` in
-hrnn/model/lru.py, blocks.py, pooling.py, embedding.py, harmonic_rnn.py; the state of each is typed, e.g. `hrnn.model.harmonic_rnn.State`).
+hrnn/model/lru.py, blocks.py, pooling.py, embedding.py, harmonic_rnn.py; the state of each is typed, e.g.
+`hrnn.model.harmonic_rnn.State`).
 This module drives them fast:
 
 - `StepModel`: the model's step-form arrays (`HarmonicRNN.decode_params`: a pytree, matmuls that share an input

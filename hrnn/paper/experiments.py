@@ -13,7 +13,8 @@
 
 Runs, samples and the classifier are shared between notebooks through OUT: the baseline trained by one notebook is
 the baseline of the next. Training configurations come from `hrnn.config.train_config`, samples from
-`hrnn.model.sampling.generate`, likelihoods from `hrnn.model.harmonic_rnn.log_likelihoods`, curves from `hrnn.train.loop.read_metrics`.
+`hrnn.model.sampling.generate`, likelihoods from `hrnn.model.harmonic_rnn.log_likelihoods`, curves from
+`hrnn.train.loop.read_metrics`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@
   OUT/plots/NAME.png    figures (palette PNGs: `save_plot`)
   OUT/samples/NAME.wav  generated audio
 
-`KEY` and the column names match `hrnn.paper.published` for the paper's tables, so that `hrnn.paper.reproduce.build_readme` can
-set published and regenerated numbers side by side.
+`KEY` and the column names match `hrnn.paper.published` for the paper's tables, so that
+`hrnn.paper.reproduce.build_readme` can set published and regenerated numbers side by side.
 """
 
 from __future__ import annotations
