@@ -51,15 +51,15 @@ def test_num_blocks_init_scale_counts():
 
 
 def test_train_config_takes_the_scale_settings():
-  # cpu scale, SC09 layout: 160 steps of batch 4, random 2,000-token crops of the 16,000-token clips, validation every
-  # 80 steps, EMA 0.98; warm-up over a tenth of the steps (16).
+  # cpu scale, SC09 layout: 100 steps of batch 4, random 1,600-token crops of the 16,000-token clips, validation at
+  # step 100, EMA 0.98; warm-up over a tenth of the steps (10).
   config = train_config("cpu", "sc09-espeak")
   assert (config.model, config.preset, config.dataset) == (get_preset("cpu"), "cpu", "sc09-espeak")
-  assert (config.steps, config.epochs, config.batch_size, config.seq_len, config.crop) == (160, None, 4, 2000, True)
-  assert (config.eval_every, config.ema_decay, config.warmup_steps, config.mesh_seq) == (80, 0.98, 16, 1)
+  assert (config.steps, config.epochs, config.batch_size, config.seq_len, config.crop) == (100, None, 4, 1600, True)
+  assert (config.eval_every, config.ema_decay, config.warmup_steps, config.mesh_seq) == (100, 0.98, 10, 1)
   # Music (piano-minute, 960,000-token clips): the scale's music values, test split only.
   music = train_config("cpu", "piano-minute")
-  assert (music.steps, music.seq_len, music.crop, music.eval_every, music.eval_batch_size) == (40, 16000, True, None, 1)
+  assert (music.steps, music.seq_len, music.crop, music.eval_every, music.eval_batch_size) == (24, 16000, True, None, 1)
   # paper: whole clips (no crop), 500 epochs, the paper's warm-up; a variant of the preset.
   paper = train_config("paper", "sc09", variant="one-pool")
   assert (paper.epochs, paper.steps, paper.seq_len, paper.crop, paper.warmup_steps) == (500, None, None, False, 1000)

@@ -71,3 +71,22 @@ def test_generate_samples_do_not_depend_on_the_batch_size(tmp_path):
   record = json.loads((tmp_path / "samples" / "three" / "samples.json").read_text())
   assert experiments.generate(run, tmp_path, "three", 3, 320, batch_size=3, seed=5, likelihoods=True,
                               progress=False).tokens_per_s == record["tokens_per_s"]
+
+
+def test_generate_times_one_batch_of_the_training_shape_and_samples_in_its_own_batches(tmp_path, monkeypatch):
+  # The paper: "inference batch size and sequence length were the same as during training". The smoke training
+  # config is batch 4, crops of 1,600 tokens; the clips themselves come in batches of up to 32 streams.
+  calls = []
+  real = sampling.generate
+
+  def spy(model, n, n_tokens, **kwargs):
+    calls.append((n, n_tokens, kwargs["batch_size"]))
+    return real(model, n, n_tokens, **kwargs)
+
+  monkeypatch.setattr(sampling, "generate", spy)
+  config = train_config("smoke", "sc09-espeak")
+  assert (config.batch_size, config.seq_len) == (4, 1600)
+  run = _Run("baseline", config, tmp_path / "run", math.nan, 0, _model())
+  samples = experiments.generate(run, tmp_path, "five", 5, 320, progress=False)
+  assert calls == [(4, 1, 4), (4, 1600, 4), (5, 320, 5)]
+  assert len(samples.paths) == 5 and samples.tokens_per_s > 0

@@ -3,8 +3,8 @@
   prepare_data(scale, *names)                  build (embedded) or download (real) datasets; no-op when present
   train(scale, variant, dataset, out) -> Run   a model trained in OUT/runs/DATASET/VARIANT (finished runs reused,
                                                interrupted ones resumed), with its curves and test NLL
-  generate(run, out, name, n, ...) -> Samples  WAV files in OUT/samples/NAME with their likelihoods and throughput
-                                               (reused when the same run already generated them)
+  generate(run, out, name, n, ...) -> Samples  WAV files in OUT/samples/NAME with their likelihoods and the
+                                               inference throughput (reused when the run already generated them)
   sc09_samples(run, scale, out) -> Samples     the scale's SC09 sample set of a run (scored by FID / IS)
   unigram_entropy(dataset)                     bits per token of the token histogram: what "learned" must beat
   digit_classifier(scale, out)                 the SC09 digit classifier, trained once per OUT (or a given file)
@@ -125,20 +125,21 @@ class Samples:
 
 
 def generate(run: Run, out: str | os.PathLike, name: str, n: int, n_tokens: int | None = None, *,
-             batch_size: int | None = None, seed: int = 0, likelihoods: bool = False,
-             progress: bool = True) -> Samples:
+             batch_size: int = 32, seed: int = 0, likelihoods: bool = False, progress: bool = True) -> Samples:
   """Samples `n` clips of `n_tokens` (default: the dataset's example length) from the run's EMA model into
   OUT/samples/NAME/sample_NNNNN.wav with `hrnn.model.sampling.generate`: stream i is keyed by (seed, i), so the clips do
-  not depend on `batch_size`, the streams generated at a time (default: the training batch, as the paper measured
-  throughput). With `likelihoods`, each clip's log-likelihood under the model is computed (one parallel forward
-  pass per batch), for SaShiMi's likelihood band; else they are NaN.
+  not depend on `batch_size`, the streams generated at a time. With `likelihoods`, each clip's log-likelihood under
+  the model is computed (one parallel forward pass per batch), for SaShiMi's likelihood band; else they are NaN.
 
-  Throughput: tokens of the whole run over its wall time, after a one-token run of one batch has compiled the
-  sampler. Reused when OUT/samples/NAME already holds the same request from the same run.
+  Throughput (`Samples.tokens_per_s`) is measured as the paper measured it ("inference batch size and sequence
+  length were the same as during training"): one batch of the run's training batch size and sequence length, timed
+  after a one-token run has compiled the sampler. The clips themselves are generated in batches of `batch_size`,
+  which is faster on a CPU than the small training batch. Reused when OUT/samples/NAME already holds the same
+  request from the same run.
   """
   spec = data.get_spec(run.config.dataset, run.config.data_root)
   n_tokens = n_tokens or spec.length
-  batch_size = min(batch_size or run.config.batch_size, n)
+  batch_size = min(batch_size, n)
   directory = Path(out) / "samples" / name
   request = {"run": str(run.workdir.resolve()), "n": n, "n_tokens": n_tokens, "batch_size": batch_size,
              "seed": seed, "likelihoods": likelihoods, "streams": "keyed by (seed, stream)"}
@@ -148,10 +149,8 @@ def generate(run: Run, out: str | os.PathLike, name: str, n: int, n_tokens: int 
     return Samples(directory, tuple(directory / p for p in saved["files"]),
                    tuple(math.nan if x is None else x for x in saved["log_likelihoods"]), saved["tokens_per_s"])
   model = run.load()
-  sampling.generate(model, batch_size, 1, seed=seed, batch_size=batch_size, progress=False)  # compiles
-  start = time.perf_counter()
+  tokens_per_s = _inference_speed(model, run.config.batch_size, run.config.seq_len or spec.length)
   tokens = sampling.generate(model, n, n_tokens, seed=seed, batch_size=batch_size, progress=progress)
-  tokens_per_s = tokens.size / (time.perf_counter() - start)
   paths = sampling.write_wavs(tokens, directory, spec.quantization)
   log_likelihoods = [math.nan] * n
   if likelihoods:  # one forward pass per batch of samples
@@ -161,6 +160,15 @@ def generate(run: Run, out: str | os.PathLike, name: str, n: int, n_tokens: int 
                                 "log_likelihoods": [None if math.isnan(x) else x for x in log_likelihoods],
                                 "tokens_per_s": tokens_per_s}, indent=1))
   return Samples(directory, tuple(paths), tuple(log_likelihoods), tokens_per_s)
+
+
+def _inference_speed(model: nnx.Module, batch_size: int, n_tokens: int) -> float:
+  """Tokens per second of `hrnn.model.sampling.generate` for `batch_size` streams of `n_tokens` each, timed after a
+  one-token run of the same batch has compiled the sampler (compilation excluded)."""
+  sampling.generate(model, batch_size, 1, batch_size=batch_size, progress=False)
+  start = time.perf_counter()
+  tokens = sampling.generate(model, batch_size, n_tokens, batch_size=batch_size, progress=False)
+  return tokens.size / (time.perf_counter() - start)
 
 
 def sc09_samples(run: Run, scale: Scale, out: str | os.PathLike, *, seed: int = 0) -> Samples:
