@@ -132,14 +132,17 @@ def test_sample_stream_chunks_concatenate_to_one_run(paper_small):
     next(sampling.sample_stream(step_model, state, jnp.zeros((2,), jnp.int32), 10, keys=keys))
 
 
-@pytest.mark.parametrize("committed", [False, True], ids=["fresh-model", "loaded-model"])
-def test_a_run_of_many_chunks_compiles_the_sampler_once(committed):
-  # A checkpoint's arrays come back committed to a device, a fresh model's are not; either way the second chunk
-  # (whose state is the first chunk's output) must reuse the first chunk's program.
+@pytest.mark.parametrize("placement", ["fresh", "one-device", "replicated"])
+def test_a_run_of_many_chunks_compiles_the_sampler_once(placement):
+  # A checkpoint's arrays come back committed to a device, a fresh model's are not, a model trained on a mesh has
+  # them replicated; each way the second chunk (whose state is the first chunk's output) must reuse the first
+  # chunk's program.
   model = make(dataclasses.replace(small("paper"), width=8, lru_width=16))
-  if committed:
+  if placement != "fresh":
     graphdef, state = nnx.split(model)
-    model = nnx.merge(graphdef, jax.device_put(state, jax.devices()[0]))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    where = jax.devices()[0] if placement == "one-device" else jax.NamedSharding(mesh, jax.P())
+    model = nnx.merge(graphdef, jax.device_put(state, where))
   sampling.sample_chunk.clear_cache()
   sampling.generate(model, 2, 3 * sampling.CHUNK_TOKENS, batch_size=2, progress=False)
   assert sampling.sample_chunk._cache_size() == 1

@@ -215,9 +215,9 @@ def sample_stream(step_model: StepModel, state: State, token: jax.Array, n_token
   forced_end = jnp.int32(t0 + forced.shape[1])
   forced = jnp.asarray(np.pad(forced, ((0, 0), (0, total_pool - forced.shape[1]))))
   temperature = jnp.float32(temperature)
-  # A chunk's state and token come back committed to the parameters' device, and jit compiles anew when an
-  # argument's committed-ness changes: commit the first chunk's too, or every run would compile the sampler twice.
-  state, token = jax.device_put((state, token), next(iter(jax.tree.leaves(step_model.params)[0].devices())))
+  # A chunk's state and token come back placed like the (replicated) parameters, committed, and jit compiles anew
+  # when an argument's placement changes: place the first chunk's so too, or every run would compile twice.
+  state, token = jax.device_put((state, token), jax.tree.leaves(step_model.params)[0].sharding)
   done, pending = 0, None
   while done < n_tokens:
     n = min(length, n_tokens - done)
