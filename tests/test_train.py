@@ -237,7 +237,7 @@ def test_cli_config_new_run_resumed_run_and_overrides(data_root, tmp_path):
                             "--batch-size", "4"))
   assert (new.preset, new.dataset, new.steps, new.epochs, new.batch_size) == ("cpu", "sc09-espeak", 50, None, 4)
   assert new.model.remat == "block" and new.model.remat_chunk == 1000
-  assert new.warmup_steps == 5 and new.seq_len == 2000  # the cpu scale's crops
+  assert new.warmup_steps == 5 and new.seq_len == 1600  # the cpu scale's crops
   with pytest.raises(ConfigError, match="remat_chunk"):
     build_config(parse("--preset", "cpu", "--remat-chunk", "1000"))  # chunks need remat block or stack
   saved = run_config(data_root)
