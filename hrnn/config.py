@@ -206,6 +206,11 @@ def get_preset(name: str) -> ModelConfig:
     raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
+SAMPLE_BATCH = 32
+"""Streams generated per compiled call unless a caller says otherwise (`hrnn sample`, the notebooks' clips): on a
+CPU the sampler's throughput grows with the batch up to about this size."""
+
+
 # ---------------------------------------------------------------------------------------------------- run scales
 
 

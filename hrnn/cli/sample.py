@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hrnn.cli import positive_float, positive_int
-from hrnn.config import PRESETS, get_preset
+from hrnn.config import PRESETS, SAMPLE_BATCH, get_preset
 
 HELP = "Generate audio: sample 16 kHz WAV files step by step from a trained run (EMA weights) or a preset."
 
@@ -20,7 +20,7 @@ def add_arguments(parser):
   parser.add_argument("--seed", type=int, default=0, help="sampling seed (and the init seed with --preset)")
   parser.add_argument("--prompt", metavar="WAV", help="continue this audio file (its first --prompt-seconds)")
   parser.add_argument("--prompt-seconds", type=positive_float, default=1.0, help="seconds of --prompt to continue")
-  parser.add_argument("--batch-size", type=positive_int, default=32, help="samples generated together")
+  parser.add_argument("--batch-size", type=positive_int, default=SAMPLE_BATCH, help="samples generated together")
   parser.add_argument("--quantization", choices=("mu-law", "linear"),
                       help="token encoding of the WAVs; unset: the checkpoint's dataset's (mu-law with --preset)")
 

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from hrnn.model import harmonic_rnn
 from hrnn.data import dequantize, get_spec, quantize, read_audio
 from hrnn.data.specs import SAMPLE_RATE
+from hrnn.config import SAMPLE_BATCH
 from hrnn.errors import HrnnError
 from hrnn.model.harmonic_rnn import HarmonicRNN, ModelDecode, State
 
@@ -371,7 +372,7 @@ def write_wavs(tokens: np.ndarray, out_dir: str | Path, quantization: str) -> li
 
 def generate(model_or_checkpoint: HarmonicRNN | str | Path, n_samples: int, n_tokens: int,
              prompt: np.ndarray | None = None, temperature: float = 1.0, seed: int = 0,
-             out_dir: str | Path | None = None, quantization: str | None = None, *, batch_size: int = 32,
+             out_dir: str | Path | None = None, quantization: str | None = None, *, batch_size: int = SAMPLE_BATCH,
              progress: bool = True) -> np.ndarray | list[Path]:
   """Samples `n_samples` sequences of `n_tokens` new tokens (after the prompt, if any).
 

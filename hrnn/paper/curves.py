@@ -542,8 +542,9 @@ def main(argv=None):
   elif path.exists():
     classifier, _ = _metrics().load_classifier(path)
   else:
-    settings = _metrics().TrainSettings(epochs=args.classifier_epochs)
-    classifier, _ = _metrics().train_classifier(config.dataset, settings=settings, out=path)
+    metrics = _metrics()
+    settings = metrics.TrainSettings(epochs=args.classifier_epochs)
+    classifier, _ = metrics.train_classifier(config.dataset, settings=settings, out=path)
   checkpoints = Checkpoints(args.workdir, keep=10 ** 6)
   try:
     available = checkpoints.all_steps()

@@ -34,7 +34,7 @@ from flax import nnx
 from hrnn import data, metrics
 from hrnn.model import sampling
 from hrnn.train.checkpoint import load_model, read_config
-from hrnn.config import Scale, TrainConfig, train_config
+from hrnn.config import SAMPLE_BATCH, Scale, TrainConfig, train_config
 from hrnn.model.harmonic_rnn import count_params, log_likelihoods
 from hrnn.model.summary import abstract_model
 from hrnn.train.loop import logged_test_nll, read_metrics, train_and_evaluate
@@ -125,7 +125,7 @@ class Samples:
 
 
 def generate(run: Run, out: str | os.PathLike, name: str, n: int, n_tokens: int | None = None, *,
-             batch_size: int = 32, seed: int = 0, likelihoods: bool = False, progress: bool = True) -> Samples:
+             batch_size: int = SAMPLE_BATCH, seed: int = 0, likelihoods: bool = False, progress: bool = True) -> Samples:
   """Samples `n` clips of `n_tokens` (default: the dataset's example length) from the run's EMA model into
   OUT/samples/NAME/sample_NNNNN.wav with `hrnn.model.sampling.generate`: stream i is keyed by (seed, i), so the clips do
   not depend on `batch_size`, the streams generated at a time. With `likelihoods`, each clip's log-likelihood under
