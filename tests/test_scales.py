@@ -66,4 +66,4 @@ def test_workstation_is_the_cpu_scale_trained_longer_on_full_data():
   changed = {f.name: getattr(ws, f.name) for f in dataclasses.fields(ws) if getattr(ws, f.name) != getattr(cpu, f.name)}
   assert changed == {"name": "workstation", "sc09_size": "full", "steps": 20000, "seq_len": 4000, "eval_every": 2000,
                      "ema_decay": 0.995, "n_samples": 256, "listen": 8, "seeds": 1, "warmup_steps": 200}
-  assert (cpu.steps, cpu.seq_len, cpu.seeds, cpu.warmup_steps, cpu.sc09_size) == (100, 1600, 3, None, "small")
+  assert (cpu.steps, cpu.seq_len, cpu.seeds, cpu.warmup_steps, cpu.sc09_size) == (60, 1600, 3, None, "small")

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 import pandas as pd
 import pytest
+from flax import nnx
 
 from hrnn import data
 from hrnn.train import sharding
@@ -145,6 +146,32 @@ def test_finite_update_moves_params_ema_and_counts(data_root):
   # EMA moved by exactly (1 - decay) of the parameter step.
   e0, e1, p1 = (np.asarray(jax.tree.leaves(t)[0]) for t in (state.ema, new.ema, new.params))
   np.testing.assert_allclose(e1, config.ema_decay * e0 + (1 - config.ema_decay) * p1, rtol=1e-6)
+
+
+def test_the_model_is_traced_once_per_architecture(data_root, monkeypatch):
+  """model_graph traces the constructor once per model config (seconds each): other seeds and the eval graph reuse
+  that trace, and asking for one graph leaves the other's dropout setting as it was."""
+  config = run_config(data_root, model=dataclasses.replace(TINY_MODEL, dropout=0.1))
+  state = loop.init_state(config, loop.make_optimizer(config, optax.constant_schedule(0.0)))
+  built = []
+
+  class Counting(loop.HarmonicRNN):
+    def __init__(self, cfg, *, rngs):
+      built.append(cfg)
+      super().__init__(cfg, rngs=rngs)
+
+  monkeypatch.setattr(loop, "HarmonicRNN", Counting)
+  loop._abstract_model.cache_clear()
+  graphs = {(seed, dropout): loop.model_graph(dataclasses.replace(config, seed=seed), dropout=dropout)
+            for seed in (0, 1) for dropout in (True, False)}
+  assert built == [config.model]
+  for (_, dropout), graphdef in graphs.items():
+    model = nnx.merge(graphdef, state.params, state.rngs)
+    flags = [m.deterministic for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Dropout)]
+    assert len(flags) == 6 and set(flags) == {not dropout}  # recurrent + MLP residual of 3 temporal blocks
+  loop.model_graph(dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.2)), dropout=True)
+  assert len(built) == 2
+  loop._abstract_model.cache_clear()  # holds the counting class
 
 
 def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):

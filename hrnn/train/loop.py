@@ -32,6 +32,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import functools
 import json
 import math
 import os
@@ -162,8 +163,15 @@ def make_mesh(config: TrainConfig) -> Mesh:
 
 def model_graph(config: TrainConfig, *, dropout: bool) -> nnx.GraphDef:
   """The structure of the run's model with dropout on (training) or off (no parameters are created)."""
-  abstract = nnx.eval_shape(lambda: HarmonicRNN(config.model, rngs=nnx.Rngs(config.seed)))
-  return nnx.graphdef(nnx.view(abstract, deterministic=not dropout))
+  return nnx.graphdef(nnx.view(_abstract_model(config.model), deterministic=not dropout))
+
+
+@functools.cache
+def _abstract_model(cfg: ModelConfig) -> HarmonicRNN:
+  # Tracing the constructor takes seconds (each RNG draw under eval_shape is slow in flax), once per run and
+  # twice per run before this cache; the structure does not depend on the seed, so runs of several seeds and the
+  # train and eval graphs share one trace. `nnx.view` copies: the cached model itself is never changed.
+  return nnx.eval_shape(lambda: HarmonicRNN(cfg, rngs=nnx.Rngs(0)))
 
 
 def init_state(config: TrainConfig, optimizer: optax.GradientTransformation) -> TrainState:
