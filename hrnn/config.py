@@ -272,9 +272,9 @@ _CPU = Scale(
     sc09_size="small", music_size="small",
     # 3 seeds per compared model (24 SC09 runs, 9 scored sample sets of 32 clips): 60 steps of 1,600-token crops,
     # validation only at the end (a whole-clip evaluation of the no-pool model costs a third of its training).
-    # Sized for `make reproduce` within an hour on 2 cores: 100 steps took 75 minutes (160 steps of 2,000 tokens
-    # with a validation half-way: over two hours). At 60 steps the embeddings' mean training NLL already orders
-    # as in Fig. 2 and every model is well below the token-histogram entropy.
+    # Sized for `make reproduce` within an hour on 2 cores: it took 58 minutes (100 steps: 75; 160 steps of 2,000
+    # tokens with a validation half-way: over two hours). At 60 steps the embeddings' mean training NLL already
+    # orders as in Fig. 2 and every model is well below the token-histogram entropy.
     steps=60, epochs=None, music_steps=24, batch_size=4, seq_len=1600, music_seq_len=16000, eval_every=60,
     music_eval_batch=1, music_mesh_seq=1, ema_decay=0.98,
     n_samples=32, sample_tokens=None, music_sample_tokens=64000, likelihood_band=False,
