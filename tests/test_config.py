@@ -52,11 +52,11 @@ def test_num_blocks_init_scale_counts():
 
 def test_train_config_takes_the_scale_settings():
   # cpu scale, SC09 layout: 60 steps of batch 4, random 1,600-token crops of the 16,000-token clips, validation at
-  # step 60, EMA 0.98; warm-up over a tenth of the steps (6).
+  # step 60, EMA 0.85; warm-up over a tenth of the steps (6).
   config = train_config("cpu", "sc09-espeak")
   assert (config.model, config.preset, config.dataset) == (get_preset("cpu"), "cpu", "sc09-espeak")
   assert (config.steps, config.epochs, config.batch_size, config.seq_len, config.crop) == (60, None, 4, 1600, True)
-  assert (config.eval_every, config.ema_decay, config.warmup_steps, config.mesh_seq) == (60, 0.98, 6, 1)
+  assert (config.eval_every, config.ema_decay, config.warmup_steps, config.mesh_seq) == (60, 0.85, 6, 1)
   # Music (piano-minute, 960,000-token clips): the scale's music values, test split only.
   music = train_config("cpu", "piano-minute")
   assert (music.steps, music.seq_len, music.crop, music.eval_every, music.eval_batch_size) == (24, 16000, True, None, 1)
