@@ -22,6 +22,7 @@ from flax import nnx
 from hrnn import data
 from hrnn.train import sharding
 from hrnn.train import loop
+from hrnn.model import summary
 from hrnn.config import ConfigError
 from train_fixtures import (MODEL, TINY_MODEL, assert_bit_identical, checkpoint_arrays, compile_cache,  # noqa: F401
                             data_root, read_metrics, run_config)
@@ -155,23 +156,25 @@ def test_the_model_is_traced_once_per_architecture(data_root, monkeypatch):
   state = loop.init_state(config, loop.make_optimizer(config, optax.constant_schedule(0.0)))
   built = []
 
-  class Counting(loop.HarmonicRNN):
+  class Counting(summary.HarmonicRNN):
     def __init__(self, cfg, *, rngs):
       built.append(cfg)
       super().__init__(cfg, rngs=rngs)
 
-  monkeypatch.setattr(loop, "HarmonicRNN", Counting)
-  loop._abstract_model.cache_clear()
-  graphs = {(seed, dropout): loop.model_graph(dataclasses.replace(config, seed=seed), dropout=dropout)
-            for seed in (0, 1) for dropout in (True, False)}
-  assert built == [config.model]
-  for (_, dropout), graphdef in graphs.items():
-    model = nnx.merge(graphdef, state.params, state.rngs)
-    flags = [m.deterministic for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Dropout)]
-    assert len(flags) == 6 and set(flags) == {not dropout}  # recurrent + MLP residual of 3 temporal blocks
-  loop.model_graph(dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.2)), dropout=True)
-  assert len(built) == 2
-  loop._abstract_model.cache_clear()  # holds the counting class
+  monkeypatch.setattr(summary, "HarmonicRNN", Counting)
+  summary.abstract_model.cache_clear()
+  try:
+    graphs = {(seed, dropout): loop.model_graph(dataclasses.replace(config, seed=seed), dropout=dropout)
+              for seed in (0, 1) for dropout in (True, False)}
+    assert built == [config.model]
+    for (_, dropout), graphdef in graphs.items():
+      model = nnx.merge(graphdef, state.params, state.rngs)
+      flags = [m.deterministic for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Dropout)]
+      assert len(flags) == 6 and set(flags) == {not dropout}  # recurrent + MLP residual of 3 temporal blocks
+    loop.model_graph(dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.2)), dropout=True)
+    assert len(built) == 2
+  finally:
+    summary.abstract_model.cache_clear()  # would hold the counting class
 
 
 def test_mesh_with_accumulation_computes_what_one_device_computes(data_root):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from flax import nnx
 
@@ -12,8 +13,14 @@ from hrnn.model.harmonic_rnn import HarmonicRNN, count_params
 from hrnn.model.pooling import DownPool, UpPool
 
 
+@functools.cache
 def abstract_model(cfg: ModelConfig) -> HarmonicRNN:
-  """The model with shape-only parameters (no memory, no compute): for counting and inspection."""
+  """The model with shape-only parameters (no memory, no compute): for counting, inspection and the training and
+  evaluation graphs (hrnn.train.loop.model_graph). Cached per config, so shared: callers must not change it.
+
+  Cached because tracing the constructor takes seconds (each RNG draw under eval_shape is slow in flax) and a
+  notebook's runs asked for it three times per run: the parameter count and the train and eval graphs.
+  """
   return nnx.eval_shape(lambda: HarmonicRNN(cfg, rngs=nnx.Rngs(0)))
 
 

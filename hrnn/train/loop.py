@@ -32,7 +32,6 @@ import dataclasses
 import datetime
 import errno
 import fcntl
-import functools
 import json
 import math
 import os
@@ -60,6 +59,7 @@ from hrnn.config import ConfigError, ModelConfig, TrainConfig
 from hrnn.errors import HrnnError, HrnnWarning
 from hrnn.train.evaluate import make_eval_step, split_nll
 from hrnn.model.harmonic_rnn import HarmonicRNN, nll_bits
+from hrnn.model.summary import abstract_model
 
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "lock.json"
@@ -163,15 +163,9 @@ def make_mesh(config: TrainConfig) -> Mesh:
 
 def model_graph(config: TrainConfig, *, dropout: bool) -> nnx.GraphDef:
   """The structure of the run's model with dropout on (training) or off (no parameters are created)."""
-  return nnx.graphdef(nnx.view(_abstract_model(config.model), deterministic=not dropout))
-
-
-@functools.cache
-def _abstract_model(cfg: ModelConfig) -> HarmonicRNN:
-  # Tracing the constructor takes seconds (each RNG draw under eval_shape is slow in flax), once per run and
-  # twice per run before this cache; the structure does not depend on the seed, so runs of several seeds and the
-  # train and eval graphs share one trace. `nnx.view` copies: the cached model itself is never changed.
-  return nnx.eval_shape(lambda: HarmonicRNN(cfg, rngs=nnx.Rngs(0)))
+  # The structure does not depend on the seed: every run of one architecture shares the cached trace; `nnx.view`
+  # copies, so the shared model is never changed.
+  return nnx.graphdef(nnx.view(abstract_model(config.model), deterministic=not dropout))
 
 
 def init_state(config: TrainConfig, optimizer: optax.GradientTransformation) -> TrainState:
