@@ -167,8 +167,15 @@ def test_readme_states_the_curve_and_its_extrapolation(tmp_path):
   (out / "audio" / "sc09-espeak-run" / "samples.json").write_text(json.dumps(
       {"source": "out/runs/curve_samples/sc09-espeak-run/4000",
        "samples": [{"file": "sample_00000.wav", "digit": "three", "probability": 0.625, "rms": 0.125}]}))
-  text = curves.write_readme(out, table, "sc09-espeak-run", tmp_path / "run",
-                             export="results/x/models/run").read_text()
+  section = curves.write_section(out, table, "sc09-espeak-run", tmp_path / "run", export="results/x/models/run")
+  assert section == out / "curves" / "sc09-espeak-run.md"
+  save_curve(out, "sc09-espeak-run", table)
+  text = curves.write_readme(out).read_text()
+  assert text.startswith("# Learning curves of sample quality\n")
+  # One curve: no comparison; the section follows, linked by its GitHub anchor (`_log` writes the default preset).
+  assert "Comparison" not in text and text.endswith(section.read_text())
+  assert "[sc09-espeak-run](#run-model-paper-on-sc09-espeak-synthetic-speech-espeak-ng)" in text
+  assert "## run: model `paper` on sc09-espeak (synthetic speech, espeak-ng)" in text and "### Listen" in text
   assert "IS 3 is reached after about 256 million training tokens: step 16,000, 8.9 hours" in text
   assert "median logged throughput of 8,000 tokens/s" in text
   assert "planned 20 steps (320,000 tokens, 0.0 hours) fall short of that estimate" in text  # _log plans 20
@@ -197,3 +204,66 @@ def test_committed_weights_load_as_the_cpu_model():
   assert config.dataset == "sc09-espeak" and config.model == get_preset("cpu")
   shapes = [x.shape for x in jax_leaves(nnx.state(model, nnx.Param))]
   assert shapes == [x.shape for x in jax.tree.leaves(nnx.state(fresh, nnx.Param))]
+
+
+def save_curve(out, name, table):
+  out.joinpath("tables").mkdir(parents=True, exist_ok=True)
+  table.to_csv(out / "tables" / f"learning_curve_{name}.csv")
+
+
+def _curve(is_values, fid_values, steps=(1000, 2000, 4000)):
+  return pd.DataFrame({"train hours": [0.5, 1.0, 2.0][:len(steps)], "train NLL (bits)": [6.0, 5.5, 5.0][:len(steps)],
+                       "IS": is_values, "FID": fid_values}, index=pd.Index(steps, name="step"))
+
+
+def test_curves_compared_at_their_last_common_step(tmp_path):
+  # Steps 1000, 2000, 4000 are equally spaced in ln(step); about a line through three such points the residuals are
+  # (-1, 2, -1) c / 3 with c = y1 - (y0 + y2) / 2, so the residual standard deviation (1 degree of freedom) is
+  # sqrt(6 c^2 / 9) = sqrt(2/3) |c|.
+  baseline = _curve([1.0, 1.6, 2.0], [300.0, 200.0, 100.0])  # IS: c = 0.1; FID on a line: noise 0
+  one_pool = _curve([1.0, 1.2, 1.2], [300.0, 250.0, 150.0])  # IS: c = 0.1; FID: c = 25
+  no_pool = _curve([1.0, 1.9, 1.9], [300.0, 200.0, 100.0])  # IS: c = 0.45
+  assert curves.point_noise(baseline, "IS") == pytest.approx(0.1 * math.sqrt(2 / 3))
+  assert curves.point_noise(baseline, "FID") == pytest.approx(0.0, abs=1e-9)
+  assert math.isnan(curves.point_noise(baseline.iloc[:2], "IS"))
+  for name, table in (("sc09-espeak-no-pool", no_pool), ("sc09-espeak-baseline", baseline),
+                      ("sc09-espeak-one-pool", one_pool)):
+    save_curve(tmp_path, name, table)
+  tables = curves.read_curves(tmp_path)
+  assert list(tables) == ["sc09-espeak-baseline", "sc09-espeak-one-pool", "sc09-espeak-no-pool"]  # VARIANTS order
+  is_diff, is_vs_no_pool = curves.compare(tables, "IS")
+  # Baseline minus one-pool at step 4000: 2.0 - 1.2 = 0.8; noise sqrt(2) 0.0816 = 0.1155: 0.8 > 2 x 0.1155.
+  assert (is_diff.a, is_diff.b, is_diff.step) == ("sc09-espeak-baseline", "sc09-espeak-one-pool", 4000)
+  assert is_diff.value == pytest.approx(0.8) and is_diff.noise == pytest.approx(0.2 / math.sqrt(3))
+  assert is_diff.judged
+  # Baseline minus no-pool: 0.1, noise hypot(0.0816, 0.3674) = 0.3764: within noise.
+  assert is_vs_no_pool.value == pytest.approx(0.1)
+  assert is_vs_no_pool.noise == pytest.approx(math.hypot(0.1, 0.45) * math.sqrt(2 / 3)) and not is_vs_no_pool.judged
+  fid_diff, _ = curves.compare(tables, "FID")  # 100 - 150 = -50, noise 25 sqrt(2/3) = 20.41: judged
+  assert fid_diff.value == pytest.approx(-50.0) and fid_diff.noise == pytest.approx(25 * math.sqrt(2 / 3))
+  assert fid_diff.judged
+  # A curve not scored that far: the comparison moves to the last step all three scored.
+  save_curve(tmp_path, "sc09-espeak-no-pool", no_pool.iloc[:2])
+  assert curves.compare(curves.read_curves(tmp_path), "IS")[0].step == 2000
+  save_curve(tmp_path, "sc09-espeak-no-pool", _curve([1.5], [90.0], steps=(500,)))
+  assert curves.compare(curves.read_curves(tmp_path), "IS") == []
+
+
+def test_readme_compares_the_curves_and_keeps_each_section(tmp_path):
+  _log(tmp_path / "baseline", [{"step": 4000, "tokens_per_s": 8000.0}], batch_size=4, seq_len=4000)
+  _log(tmp_path / "one-pool", [{"step": 4000, "tokens_per_s": 4000.0}], batch_size=4, seq_len=4000)
+  out = tmp_path / "out"
+  for run, table in (("baseline", _curve([1.0, 1.6, 2.0], [300.0, 200.0, 100.0])),
+                     ("one-pool", _curve([1.0, 1.2, 1.2], [300.0, 250.0, 150.0]))):
+    table = table.assign(epoch=1.0, samples=32)
+    curves.write_section(out, table, f"sc09-espeak-{run}", tmp_path / run)
+    save_curve(out, f"sc09-espeak-{run}", table)
+  text = curves.write_readme(out).read_text()
+  assert "## Comparison at equal training" in text and (out / "plots" / "learning_curves.png").exists()
+  assert "| sc09-espeak-baseline | 4000 | 2 | 5 | 2 | 0.08165 | 100 | " in text  # FID noise: 0 up to rounding
+  assert ("- IS: sc09-espeak-baseline minus sc09-espeak-one-pool = +0.8 at step 4,000, more than 2 times its noise "
+          "(0.115): sc09-espeak-baseline is better (higher IS is better).") in text
+  assert ("- FID: sc09-espeak-baseline minus sc09-espeak-one-pool = -50 at step 4,000, more than 2 times its noise "
+          "(20.4): sc09-espeak-baseline is better (lower FID is better).") in text
+  # Both sections follow the comparison, baseline first.
+  assert text.index("## Comparison") < text.index("## baseline: model") < text.index("## one-pool: model")
