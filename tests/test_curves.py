@@ -85,6 +85,24 @@ def test_extrapolate_in_tokens_steps_and_hours():
   assert "IS does not rise measurably" in text and "with no upper bound" in text and "On this line" not in text
 
 
+def test_goal_reached_is_stated_from_the_scored_checkpoints(tmp_path):
+  # 16,000 tokens per step logged at 8,000 tokens/s. IS first >= 3 at step 2,000: 32 million tokens, 4,000 s = 1.1
+  # hours; from there 3.2, 2.9, 3.5: two of three at 3 or more, mean 3.2.
+  _log(tmp_path, [{"step": 10, "tokens_per_s": 8000.0}], batch_size=4, seq_len=4000)
+  table = pd.DataFrame({"epoch": [0.5, 1.0, 2.0, 4.0], "train hours": [0.6, 1.3, 2.5, 5.0],
+                        "IS": [1.0, 3.2, 2.9, 3.5], "samples": [32, 32, 32, 32]},
+                       index=pd.Index([1000, 2000, 4000, 8000], name="step"))
+  text = curves.goal_text(table, tmp_path)
+  assert text.startswith("**Measured: IS 3 reached.** The first scored checkpoint at IS 3 or more is step 2,000 "
+                         "(IS 3.20; 32 million training tokens, 1.00 epochs; 1.3 hours of logged step times")
+  assert "1.1 hours at the run's median logged throughput of 8,000 tokens/s" in text
+  assert "Of the 3 checkpoints scored from there on, 2 score IS 3 or more: mean 3.20, lowest 2.90, highest 3.50" in text
+  assert "Each point scores 32 clips" in text
+  # Not reached yet: the trend's paragraph instead.
+  text = curves.goal_text(table.assign(IS=[1.0, 1.5, 2.0, 2.5]), tmp_path)
+  assert "Measured" not in text and "Extrapolation (a fitted trend, not a measurement)" in text
+
+
 def test_keep_samples_copies_a_few_clips_with_their_predicted_digit(tmp_path):
   import torch
 
