@@ -507,9 +507,9 @@ def goal_text(table, workdir: str | os.PathLike) -> str:
 def write_section(out: str | os.PathLike, table, name: str, workdir: str | os.PathLike,
                   export: str | os.PathLike | None = None, command: str | None = None) -> Path:
   """OUT/curves/NAME.md, the README's section on one curve: what the run is, its curve (plot and rounded table; the
-  CSV keeps full precision), IS_GOAL reached or the IS trend extended to it (`goal_text`), the clips kept in OUT/audio/NAME
-  (`keep_samples`), the exported weights and how to resume. Written while the run's directory is at hand (its
-  config and log); `write_readme` assembles the sections of every curve."""
+  CSV keeps full precision), IS_GOAL reached or the IS trend extended to it (`goal_text`), the clips kept in
+  OUT/audio/NAME (`keep_samples`), the exported weights and how to resume. Written while the run's directory is at
+  hand (its config and log); `write_readme` assembles the sections of every curve."""
   out, workdir = Path(out), Path(workdir)
   config = read_config(workdir)
   last = table.index.max()
@@ -650,13 +650,13 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
   ]
   for column, better in (("IS", "higher"), ("FID", "lower")):
     for d in compare(tables, column):
-      sign = d.value > 0 if better == "higher" else d.value < 0
+      a_better = d.value > 0 if better == "higher" else d.value < 0
       if not d.judged:
         verdict = (f"within {d.k:g} times its noise ({d.noise:.3g}): the curves cannot order the two models in "
                    f"{column} yet" if math.isfinite(d.noise) else "of unknown noise (fewer than 3 scored points)")
       else:
         verdict = (f"more than {d.k:g} times its noise ({d.noise:.3g}): {d.a} is "
-                   f"{'better' if sign else 'worse'} ({better} {column} is better)")
+                   f"{'better' if a_better else 'worse'} ({better} {column} is better)")
       lines.append(f"- {column}: {d.a} minus {d.b} = {d.value:+.3g} at step {d.step:,}, {verdict}.\n")
   return "".join(lines)
 
