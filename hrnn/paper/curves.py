@@ -632,11 +632,11 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
   """The README's comparison of the curves (Table 2 of the paper: pooling gives better FID and IS at the same
   training): the overlaid plot, each curve at the last step all of them scored, and per other curve whether the
   first one's IS and FID differ from it by more than COMPARE_K times the difference's noise; computed, never typed."""
-  differences = compare(tables, "IS")
-  if not differences:
+  differences = {column: compare(tables, column) for column in ("IS", "FID")}
+  if not differences["IS"]:
     return ("The curves share no scored checkpoint yet: no comparison at equal training." if len(tables) > 1 else "")
   comparison_plot(tables, out)
-  step = differences[0].step
+  step = differences["IS"][0].step
   header = ["curve", "step", "train hours", "train NLL (bits)", "IS", "IS noise", "FID", "FID noise"]
   rows = [[name, step, t.loc[step, "train hours"], t.loc[step, "train NLL (bits)"], t.loc[step, "IS"],
            point_noise(t, "IS"), t.loc[step, "FID"], point_noise(t, "FID")] for name, t in tables.items()]
@@ -649,7 +649,7 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
       markdown_table(header, rows), "\n",
   ]
   for column, better in (("IS", "higher"), ("FID", "lower")):
-    for d in compare(tables, column):
+    for d in differences[column]:
       a_better = d.value > 0 if better == "higher" else d.value < 0
       if not d.judged:
         verdict = (f"within {d.k:g} times its noise ({d.noise:.3g}): the curves cannot order the two models in "
@@ -666,23 +666,24 @@ def write_readme(out: str | os.PathLike) -> Path:
   curve's section (OUT/curves/NAME.md, `write_section`) in `read_curves`' order."""
   out = Path(out)
   tables = read_curves(out)
-  sections = [out / "curves" / f"{name}.md" for name in tables]
+  sections = {name: (out / "curves" / f"{name}.md").read_text() for name in tables
+              if (out / "curves" / f"{name}.md").exists()}
   parts = [
       "# Learning curves of sample quality\n\n",
       "How NLL and sample quality (IS, FID with the kit's digit classifier) grow with training time on this machine, "
-      "for each model trained: "
-      + ", ".join(f"[{name}](#{_anchor(path)})" for name, path in zip(tables, sections) if path.exists()) + ".\n\n",
+      "for each model trained: " + ", ".join(f"[{name}](#{_anchor(text)})" for name, text in sections.items())
+      + ".\n\n",
       comparison_text(tables, out),
   ]
-  parts += ["\n" + path.read_text() for path in sections if path.exists()]
+  parts += ["\n" + text for text in sections.values()]
   path = out / "README.md"
   path.write_text("".join(parts))
   return path
 
 
-def _anchor(section: Path) -> str:
-  """GitHub's anchor of a section file's first heading: lower case, punctuation dropped, spaces to hyphens."""
-  title = section.read_text().splitlines()[0].lstrip("#").strip().lower()
+def _anchor(section: str) -> str:
+  """GitHub's anchor of a section's first heading: lower case, punctuation dropped, spaces to hyphens."""
+  title = section.splitlines()[0].lstrip("#").strip().lower()
   return "".join(c for c in title if c.isalnum() or c in " -_").replace(" ", "-")
 
 
