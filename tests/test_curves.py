@@ -229,59 +229,64 @@ def save_curve(out, name, table):
   table.to_csv(out / "tables" / f"learning_curve_{name}.csv")
 
 
-def _curve(is_values, fid_values, steps=(1000, 2000, 4000)):
-  return pd.DataFrame({"train hours": [0.5, 1.0, 2.0][:len(steps)], "train NLL (bits)": [6.0, 5.5, 5.0][:len(steps)],
+def _curve(is_values, fid_values, steps=(500, 1000, 1500, 2000, 2500, 3000)):
+  return pd.DataFrame({"train hours": [s / 2000 for s in steps], "train NLL (bits)": [7 - s / 1000 for s in steps],
                        "IS": is_values, "FID": fid_values}, index=pd.Index(steps, name="step"))
 
 
-def test_curves_compared_at_their_last_common_step(tmp_path):
-  # Steps 1000, 2000, 4000 are equally spaced in ln(step); about a line through three such points the residuals are
-  # (-1, 2, -1) c / 3 with c = y1 - (y0 + y2) / 2, so the residual standard deviation (1 degree of freedom) is
-  # sqrt(6 c^2 / 9) = sqrt(2/3) |c|.
-  baseline = _curve([1.0, 1.6, 2.0], [300.0, 200.0, 100.0])  # IS: c = 0.1; FID on a line: noise 0
-  one_pool = _curve([1.0, 1.2, 1.2], [300.0, 250.0, 150.0])  # IS: c = 0.1; FID: c = 25
-  no_pool = _curve([1.0, 1.9, 1.9], [300.0, 200.0, 100.0])  # IS: c = 0.45
-  assert curves.point_noise(baseline, "IS") == pytest.approx(0.1 * math.sqrt(2 / 3))
-  assert curves.point_noise(baseline, "FID") == pytest.approx(0.0, abs=1e-9)
-  assert math.isnan(curves.point_noise(baseline.iloc[:2], "IS"))
-  for name, table in (("sc09-espeak-no-pool", no_pool), ("sc09-espeak-baseline", baseline),
-                      ("sc09-espeak-one-pool", one_pool)):
+# The last common step is 3,000, so the pairs are those of steps 1,500, 2,000, 2,500 and 3,000.
+BASELINE = _curve([1.0, 1.5, 2.0, 2.4, 2.6, 3.0], [900.0, 300.0, 200.0, 150.0, 120.0, 100.0])
+ONE_POOL = _curve([1.0, 1.3, 1.2, 1.8, 1.6, 2.4], [900.0, 320.0, 250.0, 190.0, 180.0, 150.0])
+NO_POOL = _curve([1.0, 1.5, 1.8, 2.6, 2.2, 3.2], [900.0, 300.0, 200.0, 150.0, 120.0, 100.0])
+
+
+def test_curves_compared_by_differences_paired_over_the_last_half_of_common_training(tmp_path):
+  for name, table in (("sc09-espeak-no-pool", NO_POOL), ("sc09-espeak-baseline", BASELINE),
+                      ("sc09-espeak-one-pool", ONE_POOL)):
     save_curve(tmp_path, name, table)
   tables = curves.read_curves(tmp_path)
   assert list(tables) == ["sc09-espeak-baseline", "sc09-espeak-one-pool", "sc09-espeak-no-pool"]  # VARIANTS order
   is_diff, is_vs_no_pool = curves.compare(tables, "IS")
-  # Baseline minus one-pool at step 4000: 2.0 - 1.2 = 0.8; noise sqrt(2) 0.0816 = 0.1155: 0.8 > 2 x 0.1155.
-  assert (is_diff.a, is_diff.b, is_diff.step) == ("sc09-espeak-baseline", "sc09-espeak-one-pool", 4000)
-  assert is_diff.value == pytest.approx(0.8) and is_diff.noise == pytest.approx(0.2 / math.sqrt(3))
+  # Baseline minus one-pool: pairs 0.8, 0.6, 1.0, 0.6; mean 0.75; squared deviations 0.0025 + 0.0225 + 0.0625 +
+  # 0.0225 = 0.11, sd sqrt(0.11 / 3) = 0.1915, se = sd / 2 = 0.0957: 0.75 > 2 x 0.0957, judged.
+  assert (is_diff.a, is_diff.b, is_diff.steps) == ("sc09-espeak-baseline", "sc09-espeak-one-pool",
+                                                   (1500, 2000, 2500, 3000))
+  assert is_diff.value == pytest.approx(0.75) and is_diff.se == pytest.approx(math.sqrt(0.11 / 3) / 2)
   assert is_diff.judged
-  # Baseline minus no-pool: 0.1, noise hypot(0.0816, 0.3674) = 0.3764: within noise.
-  assert is_vs_no_pool.value == pytest.approx(0.1)
-  assert is_vs_no_pool.noise == pytest.approx(math.hypot(0.1, 0.45) * math.sqrt(2 / 3)) and not is_vs_no_pool.judged
-  fid_diff, _ = curves.compare(tables, "FID")  # 100 - 150 = -50, noise 25 sqrt(2/3) = 20.41: judged
-  assert fid_diff.value == pytest.approx(-50.0) and fid_diff.noise == pytest.approx(25 * math.sqrt(2 / 3))
+  # Baseline minus no-pool: pairs 0.2, -0.2, 0.4, -0.2; mean 0.05; sd sqrt(0.27 / 3) = 0.3, se 0.15: within noise.
+  assert is_vs_no_pool.value == pytest.approx(0.05) and is_vs_no_pool.se == pytest.approx(0.15)
+  assert not is_vs_no_pool.judged
+  fid_diff, fid_vs_no_pool = curves.compare(tables, "FID")  # pairs -50, -40, -60, -50: sd sqrt(200 / 3), se / 2
+  assert fid_diff.value == pytest.approx(-50.0) and fid_diff.se == pytest.approx(math.sqrt(200 / 3) / 2)
   assert fid_diff.judged
-  # A curve not scored that far: the comparison moves to the last step all three scored.
-  save_curve(tmp_path, "sc09-espeak-no-pool", no_pool.iloc[:2])
-  assert curves.compare(curves.read_curves(tmp_path), "IS")[0].step == 2000
-  save_curve(tmp_path, "sc09-espeak-no-pool", _curve([1.5], [90.0], steps=(500,)))
+  assert fid_vs_no_pool.value == 0.0 and not fid_vs_no_pool.judged  # identical curves: no difference, se 0
+  # A curve not scored that far: the window moves to the last step all three scored (2,000: pairs from 1,000).
+  save_curve(tmp_path, "sc09-espeak-no-pool", NO_POOL.iloc[:4])
+  assert curves.compare(curves.read_curves(tmp_path), "IS")[0].steps == (1000, 1500, 2000)
+  # Two pairs: a large difference is still not judged (its noise is barely known).
+  assert not curves.Difference("IS", "a", "b", (500, 1000), value=5.0, se=0.1).judged
+  assert curves.Difference("IS", "a", "b", (500, 1000, 1500), value=5.0, se=0.1).judged
+  assert not curves.Difference("IS", "a", "b", (500,), value=5.0, se=math.nan).judged
+  save_curve(tmp_path, "sc09-espeak-no-pool", _curve([1.5], [90.0], steps=(250,)))
   assert curves.compare(curves.read_curves(tmp_path), "IS") == []
 
 
 def test_readme_compares_the_curves_and_keeps_each_section(tmp_path):
-  _log(tmp_path / "baseline", [{"step": 4000, "tokens_per_s": 8000.0}], batch_size=4, seq_len=4000)
-  _log(tmp_path / "one-pool", [{"step": 4000, "tokens_per_s": 4000.0}], batch_size=4, seq_len=4000)
+  _log(tmp_path / "baseline", [{"step": 3000, "tokens_per_s": 8000.0}], batch_size=4, seq_len=4000)
+  _log(tmp_path / "one-pool", [{"step": 3000, "tokens_per_s": 4000.0}], batch_size=4, seq_len=4000)
   out = tmp_path / "out"
-  for run, table in (("baseline", _curve([1.0, 1.6, 2.0], [300.0, 200.0, 100.0])),
-                     ("one-pool", _curve([1.0, 1.2, 1.2], [300.0, 250.0, 150.0]))):
+  for run, table in (("baseline", BASELINE), ("one-pool", ONE_POOL)):
     table = table.assign(epoch=1.0, samples=32)
     curves.write_section(out, table, f"sc09-espeak-{run}", tmp_path / run)
     save_curve(out, f"sc09-espeak-{run}", table)
   text = curves.write_readme(out).read_text()
   assert "## Comparison at equal training" in text and (out / "plots" / "learning_curves.png").exists()
-  assert "| sc09-espeak-baseline | 4000 | 2 | 5 | 2 | 0.08165 | 100 | " in text  # FID noise: 0 up to rounding
-  assert ("- IS: sc09-espeak-baseline minus sc09-espeak-one-pool = +0.8 at step 4,000, more than 2 times its noise "
-          "(0.115): sc09-espeak-baseline is better (higher IS is better).") in text
-  assert ("- FID: sc09-espeak-baseline minus sc09-espeak-one-pool = -50 at step 4,000, more than 2 times its noise "
-          "(20.4): sc09-espeak-baseline is better (lower FID is better).") in text
+  # At step 3,000: 1.5 hours, NLL 4, IS 3, FID 100; means over 1,500-3,000: IS 10 / 4 = 2.5, FID 570 / 4 = 142.5.
+  assert "| sc09-espeak-baseline | 1.5 | 4 | 3 | 100 | 2.5 | 142.5 |" in text
+  assert "| sc09-espeak-one-pool | 1.5 | 4 | 2.4 | 150 | 1.75 | 192.5 |" in text
+  assert ("- IS: sc09-espeak-baseline minus sc09-espeak-one-pool, mean over steps 1,500-3,000 = +0.75, more than 2 "
+          "times its standard error (0.0957): sc09-espeak-baseline is better (higher IS is better).") in text
+  assert ("- FID: sc09-espeak-baseline minus sc09-espeak-one-pool, mean over steps 1,500-3,000 = -50, more than 2 "
+          "times its standard error (4.08): sc09-espeak-baseline is better (lower FID is better).") in text
   # Both sections follow the comparison, baseline first.
   assert text.index("## Comparison") < text.index("## baseline: model") < text.index("## one-pool: model")

@@ -15,8 +15,9 @@ evaluations excluded).
   goal_text(table, workdir)              IS 3 reached (measured: where, after how long, how steadily) or the trend
                                          extended to it
   write_section(out, table, name, ...)   OUT/curves/NAME.md: one curve's table, trend, clips and weights in prose
-  compare(tables, "IS")                  the first curve (baseline) minus each other one at their last common step,
-                                         judged against the points' noise (Table 2's ordering at equal training)
+  compare(tables, "IS")                  the first curve (baseline) minus each other one, paired at the checkpoints
+                                         both scored in the last half of their common training, judged against the
+                                         pairs' standard error (Table 2's ordering at equal training)
   write_readme(out)                      OUT/README.md: the comparison, then every curve's section
 
 Run as `python -m hrnn.paper.curves WORKDIR --out results/workstation` (--help for the options).
@@ -49,7 +50,8 @@ from hrnn.train.loop import checkpoint_meta, read_metrics
 IS_GOAL = 3.0  # IS at which samples of the digit classifier's ten classes count as recognisable digits
 SCORE_COLUMNS = {"is": "IS", "fid": "FID", "mis": "mIS", "am": "AM"}  # set_scores' keys -> the table's columns
 KEEP_SAMPLES = 4  # clips of the newest scored checkpoint kept beside the README (32 KB each)
-COMPARE_K = 2.0  # two curves differ at a checkpoint when the difference exceeds this many times its noise
+COMPARE_K = 2.0  # two curves differ when their mean paired difference exceeds this many standard errors
+MIN_PAIRS = 3  # paired checkpoints below which two curves are not ordered (their noise is barely known)
 SAMPLES_FILE = "samples.json"
 
 
@@ -570,47 +572,51 @@ def read_curves(out: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
 @dataclasses.dataclass(frozen=True)
 class Difference:
-  """`column` of curve `a` minus that of curve `b` at the same checkpoint `step`, and the noise of that difference:
-  the two points' noise added in quadrature, each the residual standard deviation of its curve's column about a
-  line in ln(step) (`fit_line`; NaN with fewer than 3 scored points). `judged`: the difference exceeds `k` times
-  its noise (a sign that the models differ, not two draws of the same noise)."""
+  """`column` of curve `a` minus that of curve `b`, paired at each checkpoint both scored in the last half of their
+  common training (`steps`: from half the last common step to it), averaged: `value`, the mean paired difference;
+  `se`, its standard error (the paired differences' standard deviation / sqrt(n); NaN with one pair). Pairing at
+  equal steps cancels the trend the two curves share, and the spread of the pairs holds both curves' sampling noise
+  and checkpoint-to-checkpoint wobble. `judged`: at least MIN_PAIRS pairs and |value| > k se (the rule of
+  `hrnn.paper.verdicts` for two models' means)."""
   column: str
   a: str
   b: str
-  step: int
+  steps: tuple[int, ...]
   value: float
-  noise: float
+  se: float
   k: float = COMPARE_K
 
   @property
   def judged(self) -> bool:
-    return abs(self.value) > self.k * self.noise  # False with a NaN noise
+    return len(self.steps) >= MIN_PAIRS and abs(self.value) > self.k * self.se  # False with a NaN se
 
 
-def point_noise(table, column: str) -> float:
-  """The residual standard deviation of `column` about its least-squares line in ln(step): the noise of one
-  scored point (finite sampling, checkpoint-to-checkpoint wobble); NaN with fewer than 3 points."""
-  points = table[column].dropna()
-  points = points[points.index > 0]
-  if len(points) < 3:
-    return math.nan
-  return fit_line([math.log(s) for s in points.index], points).s
+def comparison_window(tables: dict[str, pd.DataFrame], column: str) -> tuple[int, ...]:
+  """The steps at which every curve scored `column`, from half the last such step to it (none: ())."""
+  common = set.intersection(*(set(t[column].dropna().index) for t in tables.values()))
+  if len(tables) < 2 or not common:
+    return ()
+  last = max(common)
+  return tuple(sorted(int(s) for s in common if 2 * s >= last))
 
 
 def compare(tables: dict[str, pd.DataFrame], column: str, k: float = COMPARE_K) -> list[Difference]:
-  """The first curve against each other one in `column` at the last step that all of them scored (none: [])."""
-  common = set.intersection(*(set(t[column].dropna().index) for t in tables.values()))
-  if len(tables) < 2 or not common:
+  """The first curve against each other one in `column` over `comparison_window` (none: [])."""
+  steps = comparison_window(tables, column)
+  if not steps:
     return []
-  step = max(common)
   (first, reference), *others = tables.items()
-  return [Difference(column, first, name, int(step), float(reference.loc[step, column] - table.loc[step, column]),
-                     math.hypot(point_noise(reference, column), point_noise(table, column)), k)
-          for name, table in others]
+  differences = []
+  for name, table in others:
+    paired = [float(reference.loc[s, column] - table.loc[s, column]) for s in steps]
+    se = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else math.nan
+    differences.append(Difference(column, first, name, steps, statistics.fmean(paired), se, k))
+  return differences
 
 
-def comparison_plot(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> Path:
-  """OUT/plots/learning_curves.png: every curve's train NLL, IS and FID against training steps, overlaid."""
+def comparison_plot(tables: dict[str, pd.DataFrame], out: str | os.PathLike, window: tuple[int, ...] = ()) -> Path:
+  """OUT/plots/learning_curves.png: every curve's train NLL, IS and FID against training steps, overlaid, with the
+  comparison's window of steps shaded."""
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
   for name, table in tables.items():
     for ax, column in zip(axes, ("train NLL (bits)", "IS", "FID")):
@@ -619,6 +625,9 @@ def comparison_plot(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
   for ax, label in zip(axes, ("train NLL (bits per sample, logged batch means)", "IS", "FID")):
     ax.set(xlabel="training step", title=label)
     ax.grid(alpha=0.3)
+  if window:
+    for ax in axes[1:]:
+      ax.axvspan(window[0], window[-1], color="gray", alpha=0.12, lw=0, label="compared (paired steps)")
   axes[1].axhline(IS_GOAL, color="gray", ls="--", label=f"IS {IS_GOAL:g}: recognisable digits")
   axes[1].legend(fontsize=7)
   axes[2].set_yscale("log")
@@ -630,34 +639,41 @@ def comparison_plot(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
 
 def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> str:
   """The README's comparison of the curves (Table 2 of the paper: pooling gives better FID and IS at the same
-  training): the overlaid plot, each curve at the last step all of them scored, and per other curve whether the
-  first one's IS and FID differ from it by more than COMPARE_K times the difference's noise; computed, never typed."""
+  training): the overlaid plot, each curve at the last step all of them scored and its mean over the compared
+  steps, and per other curve whether the first one's IS and FID differ from it (`compare`); computed, never typed."""
   differences = {column: compare(tables, column) for column in ("IS", "FID")}
   if not differences["IS"]:
     return ("The curves share no scored checkpoint yet: no comparison at equal training." if len(tables) > 1 else "")
-  comparison_plot(tables, out)
-  step = differences["IS"][0].step
-  header = ["curve", "step", "train hours", "train NLL (bits)", "IS", "IS noise", "FID", "FID noise"]
-  rows = [[name, step, t.loc[step, "train hours"], t.loc[step, "train NLL (bits)"], t.loc[step, "IS"],
-           point_noise(t, "IS"), t.loc[step, "FID"], point_noise(t, "FID")] for name, t in tables.items()]
+  steps = differences["IS"][0].steps
+  comparison_plot(tables, out, steps)
+  last, span = steps[-1], f"steps {steps[0]:,}-{steps[-1]:,}"
+  header = ["curve", "train hours", "train NLL (bits)", "IS", "FID", f"mean IS, {span}", f"mean FID, {span}"]
+  rows = [[name, t.loc[last, "train hours"], t.loc[last, "train NLL (bits)"], t.loc[last, "IS"], t.loc[last, "FID"],
+           t.loc[list(steps), "IS"].mean(), t.loc[list(steps), "FID"].mean()] for name, t in tables.items()]
   lines = [
       "## Comparison at equal training (the paper's Table 2: FID and IS with and without pooling)\n\n",
       "![learning curves](plots/learning_curves.png)\n\n",
-      f"Each curve at step {step:,}, the last checkpoint that all of them scored (equal steps are equal epochs: same "
-      f"batch and data); the noise of a point is the residual standard deviation of its curve about a line in "
-      f"ln(step):\n\n",
+      f"Each curve at step {last:,}, the last checkpoint that all of them scored (equal steps are equal epochs: same "
+      f"batch and data), and its mean over the {len(steps)} checkpoints all of them scored in the last half of that "
+      f"training ({span}, shaded in the plot). Two curves are compared by their differences paired at those "
+      f"checkpoints: the mean paired difference and its standard error (the pairs' spread holds the sampling noise "
+      f"of each point and the wobble between checkpoints; neighbouring checkpoints of one run are not independent, "
+      f"so it may understate the noise), judged when it exceeds {COMPARE_K:g} standard errors with at least "
+      f"{MIN_PAIRS} pairs:\n\n",
       markdown_table(header, rows), "\n",
   ]
   for column, better in (("IS", "higher"), ("FID", "lower")):
     for d in differences[column]:
       a_better = d.value > 0 if better == "higher" else d.value < 0
-      if not d.judged:
-        verdict = (f"within {d.k:g} times its noise ({d.noise:.3g}): the curves cannot order the two models in "
-                   f"{column} yet" if math.isfinite(d.noise) else "of unknown noise (fewer than 3 scored points)")
+      if len(d.steps) < MIN_PAIRS:
+        verdict = f"over {len(d.steps)} paired checkpoint(s), fewer than {MIN_PAIRS}: not judged yet"
+      elif not d.judged:
+        verdict = (f"within {d.k:g} times its standard error ({d.se:.3g}): the curves cannot order the two models in "
+                   f"{column} yet")
       else:
-        verdict = (f"more than {d.k:g} times its noise ({d.noise:.3g}): {d.a} is "
+        verdict = (f"more than {d.k:g} times its standard error ({d.se:.3g}): {d.a} is "
                    f"{'better' if a_better else 'worse'} ({better} {column} is better)")
-      lines.append(f"- {column}: {d.a} minus {d.b} = {d.value:+.3g} at step {d.step:,}, {verdict}.\n")
+      lines.append(f"- {column}: {d.a} minus {d.b}, mean over {span} = {d.value:+.3g}, {verdict}.\n")
   return "".join(lines)
 
 
