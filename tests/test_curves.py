@@ -146,6 +146,35 @@ def test_export_keeps_only_the_ema_weights_and_loads(tmp_path, data_root, compil
   assert math.isfinite(curves.train_seconds(workdir)[2])
 
 
+def test_exported_models_play_with_the_digit_the_classifier_hears(tmp_path, data_root, compile_cache):  # noqa: F811
+  import torch
+
+  from hrnn.data import read_audio
+  from hrnn.metrics import classifier as C
+  from hrnn.train.loop import train_and_evaluate
+
+  workdir = tmp_path / "run"
+  train_and_evaluate(run_config(data_root, steps=2, checkpoint_every=1, keep_checkpoints=5), workdir, progress=False)
+  out = tmp_path / "out"
+  assert curves.exported_models(out) == {} and curves.listen_to_exported(out, 2, tmp_path / "clips") == []
+  for name, step in (("sc09-espeak-no-pool", 1), ("sc09-espeak-baseline", 2)):
+    curves.export_ema(workdir, out / "models" / name, step=step)
+  (out / "models" / "notes").mkdir()  # not an export: no config
+  assert list(curves.exported_models(out)) == ["sc09-espeak-baseline", "sc09-espeak-no-pool"]  # VARIANTS order
+  torch.manual_seed(0)
+  C.save_classifier(out / "classifier" / "sc09-espeak.pt", C.ResNeXt(C.classifier_config("tiny")).eval())
+  rows = curves.listen_to_exported(out, 2, tmp_path / "clips", seconds=0.05)
+  labels = [label.split(": the classifier hears '")[0] for label, _ in rows]
+  assert labels == [f"{name} (EMA weights of step {step}), sample {i}" for name, step in
+                    (("sc09-espeak-baseline", 2), ("sc09-espeak-no-pool", 1)) for i in range(2)]
+  assert all(label.split("'")[1] in ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+             for label, _ in rows)
+  assert [p.relative_to(tmp_path / "clips").as_posix() for _, p in rows] == [
+      "sc09-espeak-baseline/sample_00000.wav", "sc09-espeak-baseline/sample_00001.wav",
+      "sc09-espeak-no-pool/sample_00000.wav", "sc09-espeak-no-pool/sample_00001.wav"]
+  assert all(len(read_audio(p)) == 800 for _, p in rows)  # 0.05 s at 16 kHz
+
+
 def jax_leaves(tree):
   import jax
 

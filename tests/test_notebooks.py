@@ -70,6 +70,10 @@ def test_every_notebook_runs_at_smoke_and_writes_its_tables(tmp_path, kernel_env
   executed = nbformat.read(tmp_path / "notebooks" / "00_quickstart.ipynb", as_version=4)
   assert any(o.get("output_type") == "display_data" and "text/html" in o.get("data", {})
              for c in executed.cells if c.cell_type == "code" for o in c.outputs), "plays audio inline"
+  # ... and the models whose weights the repository ships (results/workstation/models), with no training.
+  quickstart_html = "".join(o["data"]["text/html"] for c in executed.cells if c.cell_type == "code"
+                            for o in c.outputs if "text/html" in o.get("data", {}))
+  assert quickstart_html.count("sc09-espeak-baseline (EMA weights of step") == get_scale("smoke").listen
   assert {t.key for t in published.TABLES} | {f.key for f in published.FIGURES} <= _tables(tmp_path)
   for f in published.FIGURES:
     assert (tmp_path / "plots" / f.plot).exists()

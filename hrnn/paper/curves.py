@@ -19,6 +19,8 @@ evaluations excluded).
                                          both scored in the last half of their common training, judged against the
                                          pairs' standard error (Table 2's ordering at equal training)
   write_readme(out)                      OUT/README.md: the comparison, then every curve's section
+  listen_to_exported(out, n, samples)    clips of every model exported under OUT/models, each labelled with the digit
+                                         OUT's classifier hears (the notebooks' listening on a fresh clone)
 
 Run as `python -m hrnn.paper.curves WORKDIR --out results/workstation` (--help for the options).
 """
@@ -407,6 +409,40 @@ def keep_samples(samples_dir: str | os.PathLike, dest: str | os.PathLike, classi
   return records
 
 
+def exported_models(out: str | os.PathLike) -> dict[str, Path]:
+  """The EMA weights exported under OUT/models (`export_ema`), by curve name, in `read_curves`' order: what a fresh
+  clone can sample from with no training. {} when OUT has none (an installed hrnn has no results/ folder)."""
+  models = Path(out) / "models"
+  found = {p.name: p for p in models.iterdir() if (p / CONFIG_FILE).exists()} if models.is_dir() else {}
+  return {name: found[name] for name in sorted(found, key=_variant_order)}
+
+
+def listen_to_exported(out: str | os.PathLike, n: int, samples: str | os.PathLike, *, seconds: float = 1.0,
+                       seed: int = 0) -> list[tuple[str, Path]]:
+  """Generates `n` clips of `seconds` from each model exported under OUT/models into SAMPLES/NAME and labels each
+  with the model, its checkpoint step and the digit OUT's classifier (OUT/classifier/DATASET.pt, the one that
+  scored the curve) hears in it: rows for `hrnn.paper.results.listening_rows`. [] when OUT exports no model."""
+  metrics = _metrics()
+  rows = []
+  for name, path in exported_models(out).items():
+    model, config = load_model(path)
+    checkpoints = Checkpoints(path)
+    try:
+      step = checkpoints.step(None)
+    finally:
+      checkpoints.close()
+    spec = data.get_spec(config.dataset)
+    paths = sampling.generate(model, n, round(seconds * sampling.SAMPLE_RATE), seed=seed,
+                              out_dir=Path(samples) / name, quantization=spec.quantization, progress=False)
+    classifier, _ = metrics.load_classifier(Path(out) / "classifier" / f"{config.dataset}.pt")
+    features, _ = metrics.clip_features(paths, desc=f"classifying {name}")
+    _, probs = metrics.classifier_outputs(classifier, features)
+    rows += [(f"{name} (EMA weights of step {step:,}), sample {i}: the classifier hears "
+              f"'{data.DIGITS[int(p.argmax())]}' (p = {float(p.max()):.2f})", clip)
+             for i, (clip, p) in enumerate(zip(paths, probs))]
+  return rows
+
+
 def _tokens(count: float) -> str:
   """A token count for prose: '320,000', '256 million', '3.1 billion', '4.2e+15'."""
   if count < 1e6:
@@ -547,7 +583,7 @@ def write_section(out: str | os.PathLike, table, name: str, workdir: str | os.Pa
     exported = Path(export)
     lines.append(f"\nThe EMA weights of step {last:,} are kept in `{exported}` (no optimiser state): "
                  f"`hrnn sample --checkpoint {exported} --n 8 --seconds 1 --out samples` generates from them on a "
-                 f"fresh clone, with no training.\n")
+                 f"fresh clone, with no training, and so does the last section of notebooks/00_quickstart.ipynb.\n")
   lines.append(f"\nResume the run where it lives (`{workdir}`, not committed): `hrnn train --workdir {workdir}` with "
                f"the same data root; then rerun the command above.\n")
   path = out / "curves" / f"{name}.md"
@@ -561,13 +597,13 @@ def read_curves(out: str | os.PathLike) -> dict[str, pd.DataFrame]:
   variants (baseline, one-pool, no-pool, ...: NAME ends with the run directory's name), then by name."""
   tables = {path.stem.removeprefix("learning_curve_"): pd.read_csv(path, index_col="step")
             for path in Path(out).glob("tables/learning_curve_*.csv")}
-  order = list(VARIANTS)
+  return {name: tables[name] for name in sorted(tables, key=_variant_order)}
 
-  def key(name):
-    matches = [i for i, variant in enumerate(order) if name.endswith(f"-{variant}")]
-    return (matches[0] if matches else len(order), name)
 
-  return {name: tables[name] for name in sorted(tables, key=key)}
+def _variant_order(name: str) -> tuple[int, str]:
+  """Sort key of a curve name: the index in VARIANTS of the variant it ends with (unknown ones last), then the name."""
+  matches = [i for i, variant in enumerate(VARIANTS) if name.endswith(f"-{variant}")]
+  return (matches[0] if matches else len(VARIANTS), name)
 
 
 @dataclasses.dataclass(frozen=True)
