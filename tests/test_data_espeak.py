@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hrnn.data import DIGITS, SPLITS, batches, load_split, prepare
+from hrnn.data import DIGITS, SPLITS, DataWarning, batches, load_split, prepare
 from hrnn.data.espeak import PRESETS, speaker_id, speakers_by_split
 from hrnn.data.layout import speaker
 from hrnn.data.sources import MARKER
@@ -78,7 +78,11 @@ def test_prepare_is_a_no_op_when_present_and_rebuilds_on_another_seed(root, tmp_
   assert prepare("sc09-espeak", size="tiny", root=root, seed=0) == root / "sc09-espeak" / "data"
   assert marker.stat().st_mtime_ns == stamp
   prepare("sc09-espeak", size="tiny", root=tmp_path, seed=0)
-  prepare("sc09-espeak", size="tiny", root=tmp_path, seed=1)
+  # One copy per data root: replacing it says so, and how to get the old copy back.
+  with pytest.warns(DataWarning, match=r"sc09-espeak: replacing the tiny copy \(seed 0\) in .* with a tiny one "
+                                       r"\(seed 1\); runs trained on the tiny copy need it back \(`hrnn data prepare "
+                                       r"sc09-espeak --size tiny --seed 0`\)"):
+    prepare("sc09-espeak", size="tiny", root=tmp_path, seed=1)
   rebuilt = json.loads((tmp_path / "sc09-espeak" / MARKER).read_text())
   assert rebuilt["seed"] == 1 and not list(tmp_path.glob(".sc09-espeak.*"))  # no scratch folders left
 

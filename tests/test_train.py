@@ -45,6 +45,28 @@ def test_loss_falls_and_metrics_are_logged(data_root, compile_cache, tmp_path):
   assert np.isfinite(result.test_nll)
 
 
+def test_a_dataset_rebuilt_on_disk_mid_run_changes_nothing_the_run_reads(tmp_path, monkeypatch, compile_cache):
+  # Two identical runs on a tiny sc09-espeak; in the second, the dataset is rebuilt with another seed once training
+  # has started (as `prepare` at another scale's size in the same data root does). The run maps every split when it
+  # starts, so its losses, validation and test NLL are those of the first run, bit for bit.
+  root = tmp_path / "data"
+  data.prepare("sc09-espeak", size="tiny", root=root)
+  config = run_config(root, steps=4, eval_every=2, checkpoint_every=4)
+  loop.train_and_evaluate(config, tmp_path / "a", progress=False)
+  started = loop._TrainLoop.run
+
+  def rebuild_then_run(self, *args, **kwargs):
+    with pytest.warns(data.DataWarning, match="replacing the tiny copy"):
+      data.prepare("sc09-espeak", size="tiny", root=root, seed=1)
+    return started(self, *args, **kwargs)
+
+  monkeypatch.setattr(loop._TrainLoop, "run", rebuild_then_run)
+  loop.train_and_evaluate(config, tmp_path / "b", progress=False)
+  fields = ("step", "split", "loss_bits", "nll_bits")
+  logged = [[{k: r[k] for k in fields if k in r} for r in read_metrics(tmp_path / run)] for run in "ab"]
+  assert logged[0] == logged[1] and [r.get("split") for r in logged[0]].count("valid") == 2
+
+
 def _train_in_subprocess(config, workdir, cache) -> subprocess.Popen:
   config_file = workdir.parent / f"{workdir.name}.json"
   config_file.write_text(json.dumps(config.to_dict()))

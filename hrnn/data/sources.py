@@ -22,6 +22,7 @@ import json
 import re
 import shutil
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 from hrnn.data.folder import rebuild
 from hrnn.data.home import dataset_home, install, read_marker, scratch_dir
 from hrnn.data.layout import find_layout_dir
-from hrnn.data.manifest import warn_if_changed, write_manifest
+from hrnn.data.manifest import DataWarning, warn_if_changed, write_manifest
 from hrnn.data.specs import MARKER, DataError, DatasetSpec, get_spec
 
 UNPACKED = "unpacked"
@@ -90,6 +91,14 @@ def _generate(spec: DatasetSpec, home: Path, size: str, seed: int) -> Path:
   marker = read_marker(home)
   if _marker_matches(marker, size=size, seed=seed) and not warn_if_changed(spec.name, home, "rebuilding it"):
     return home / marker["layout_dir"]
+  old_size, old_seed = (marker or {}).get("size"), (marker or {}).get("seed")
+  if marker is not None and (old_size, old_seed) != (size, seed):
+    # One copy per data root: runs that read the other copy (a longer scale's, e.g.) read this one when they next
+    # load the dataset. Said out loud, since switching back costs another rebuild.
+    warnings.warn(DataWarning(
+        f"{spec.name}: replacing the {old_size} copy (seed {old_seed}) in {home} with a {size} one (seed {seed}); "
+        f"runs trained on the {old_size} copy need it back (`hrnn data prepare {spec.name} --size {old_size} --seed "
+        f"{old_seed}`) or a data root of their own (HRNN_DATA)"), stacklevel=3)
   generator = importlib.import_module(GENERATORS[spec.name])
   scratch = scratch_dir(home.parent / f".{home.name}.partial")
   try:

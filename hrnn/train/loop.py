@@ -393,7 +393,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, progress: bo
 def _train_and_evaluate(config: TrainConfig, workdir: Path, progress: bool) -> TrainResult:
   _check_resumable(read_config(workdir), config, workdir)
   mesh = make_mesh(config)
-  train_ds = data.load_split(config.dataset, "train", root=config.data_root, minmax_unit=config.minmax_unit)
+  # Every split the run reads is mapped now, before the first step: a dataset rebuilt on disk while the run trains
+  # (e.g. `prepare` of another scale's size in the same data root) changes neither its batches nor its evaluations.
+  splits = {split: data.load_split(config.dataset, split, root=config.data_root, minmax_unit=config.minmax_unit)
+            for split in ("train", "valid", "test") if split != "valid" or config.eval_every}
+  train_ds = splits["train"]
   seq_len = config.seq_len or data.get_spec(config.dataset, config.data_root).length
   steps_per_epoch = data.num_batches(train_ds, config.batch_size)
   total_steps = config.steps or config.epochs * steps_per_epoch
@@ -408,7 +412,7 @@ def _train_and_evaluate(config: TrainConfig, workdir: Path, progress: bool) -> T
     if jax.process_index() == 0:  # only now that the run's files are known to be in order
       write_config(workdir, config)
     train_step = make_train_step(graphdef, config, optimizer, schedule, mesh)
-    loop = _TrainLoop(config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps)
+    loop = _TrainLoop(config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps, splits)
     with StopSignals() as signals:
       state = loop.run(state, train_step, _epoch_batches(config, train_ds, seq_len, steps_per_epoch), signals,
                        progress, window)
@@ -426,12 +430,12 @@ def _train_and_evaluate(config: TrainConfig, workdir: Path, progress: bool) -> T
 class _TrainLoop:
   """The steps of a run between (re)start and end or interruption: logging, evaluation, checkpoints."""
 
-  def __init__(self, config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps):
+  def __init__(self, config, graphdef, mesh, checkpoints, log, steps_per_epoch, seq_len, total_steps, splits):
     self.config, self.graphdef, self.mesh = config, graphdef, mesh
     self.checkpoints, self.log = checkpoints, log
     self.steps_per_epoch, self.seq_len, self.total_steps = steps_per_epoch, seq_len, total_steps
     self.eval_step = make_eval_step(model_graph(config, dropout=False), mesh)
-    self.splits = {}  # split name -> dataset, loaded at the first evaluation
+    self.splits = splits  # split name -> dataset, mapped when the run started
 
   def run(self, state: TrainState, train_step, batches: Iterator[dict], signals: StopSignals,
           progress: bool, window: list[dict]) -> TrainState:
@@ -491,9 +495,6 @@ class _TrainLoop:
 
   def evaluate(self, state: TrainState, split: str, progress: bool) -> float:
     """NLL of the EMA weights on a split; logged as {"step", "split", "nll_bits"}."""
-    if split not in self.splits:
-      self.splits[split] = data.load_split(self.config.dataset, split, root=self.config.data_root,
-                                           minmax_unit=self.config.minmax_unit)
     ds = self.splits[split]
     nll = split_nll(self.eval_step, nnx.merge_state(state.ema, state.rngs), self.config.model, ds,
                     self.config.eval_batch_size or self.config.batch_size,
