@@ -125,6 +125,20 @@ def test_keep_samples_copies_a_few_clips_with_their_predicted_digit(tmp_path):
   assert json.loads((tmp_path / "kept" / "samples.json").read_text())["samples"] == records
 
 
+def test_a_curve_refuses_a_dataset_of_another_size_than_the_run_trained_on(tmp_path, data_root):  # noqa: F811
+  from hrnn import data
+
+  # The run logged epoch = step / 100 (100 steps per epoch); data_root's small sc09-espeak gives 320 clips / batch 4
+  # = 80: another copy of the dataset, whose FID reference and epochs would be wrong.
+  _log(tmp_path, [{"step": 10, "epoch": 0.1, "loss_bits": 6.0}, {"step": 10, "split": "valid", "nll_bits": 6.5}],
+       batch_size=4, seq_len=2000)
+  assert data.num_batches(data.load_split("sc09-espeak", "train", root=data_root), 4) == 80
+  with pytest.raises(data.DataError, match=r"trained on 100 steps per epoch of sc09-espeak, but the copy in the data "
+                                           r"root gives 80 \(batch 4\)"):
+    curves.curve(tmp_path, tmp_path / "out", classifier=None, n=0, root=data_root)
+  curves.check_same_dataset(tmp_path, 100)  # the same size: no error
+
+
 def test_export_keeps_only_the_ema_weights_and_loads(tmp_path, data_root, compile_cache):  # noqa: F811
   from flax import nnx
 

@@ -121,6 +121,21 @@ def logged_nll(workdir: str | os.PathLike, split: str = "valid") -> dict[int, fl
   return found
 
 
+def check_same_dataset(workdir: str | os.PathLike, steps_per_epoch: int) -> None:
+  """Raises hrnn.data.DataError when the run in `workdir` logged another number of steps per epoch (step / epoch
+  of its log lines) than `steps_per_epoch`, that of the dataset now on disk: a copy of another size (one data root
+  holds one copy), whose FID reference and epochs would not be those of the run's data."""
+  config = read_config(workdir)
+  logged = {round(r["step"] / r["epoch"]) for r in read_metrics(workdir)
+            if "split" not in r and r.get("epoch") and r.get("step")}
+  if logged and logged != {steps_per_epoch}:
+    raise data.DataError(
+        f"{workdir} trained on {', '.join(map(str, sorted(logged)))} steps per epoch of {config.dataset}, but the copy "
+        f"in the data root gives {steps_per_epoch} (batch {config.batch_size}): it is another size of the dataset. "
+        f"Prepare the size the run used (`hrnn data prepare {config.dataset} --size ...`) or point HRNN_DATA at its "
+        f"data root.")
+
+
 def reference_outputs(dataset: str, classifier, root=None):
   """(features, probabilities) of the classifier on `dataset`'s train split: the FID reference, computed once."""
   metrics = _metrics()
@@ -171,6 +186,7 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
   steps = sorted(set(steps or available) & set(available) | (set(done.index) if done is not None else set()))
   elapsed, nll, train_nll = train_seconds(workdir), logged_nll(workdir), logged_train_nll(workdir, steps)
   steps_per_epoch = data.num_batches(data.load_split(config.dataset, "train", root=root), config.batch_size)
+  check_same_dataset(workdir, steps_per_epoch)
 
   def save(rows):
     table = pd.DataFrame(rows).set_index("step")
@@ -695,7 +711,9 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
       f"checkpoints: the mean paired difference and its standard error (the pairs' spread holds the sampling noise "
       f"of each point and the wobble between checkpoints; neighbouring checkpoints of one run are not independent, "
       f"so it may understate the noise), judged when it exceeds {COMPARE_K:g} standard errors with at least "
-      f"{MIN_PAIRS} pairs:\n\n",
+      f"{MIN_PAIRS} pairs. The train hours are each run's logged step times on this machine, which other jobs "
+      f"shared at times: not a speed comparison (Table 2's speeds are measured by notebook 03, e.g. in "
+      f"results/cpu).\n\n",
       markdown_table(header, rows), "\n",
   ]
   for column, better in (("IS", "higher"), ("FID", "lower")):
