@@ -91,10 +91,10 @@ def _generate(spec: DatasetSpec, home: Path, size: str, seed: int) -> Path:
   marker = read_marker(home)
   if _marker_matches(marker, size=size, seed=seed) and not warn_if_changed(spec.name, home, "rebuilding it"):
     return home / marker["layout_dir"]
-  old_size, old_seed = (marker or {}).get("size"), (marker or {}).get("seed")
-  if marker is not None and (old_size, old_seed) != (size, seed):
+  if marker is not None and (marker.get("size"), marker.get("seed")) != (size, seed):
     # One copy per data root: runs that read the other copy (a longer scale's, e.g.) read this one when they next
     # load the dataset. Said out loud, since switching back costs another rebuild.
+    old_size, old_seed = marker.get("size"), marker.get("seed")
     warnings.warn(DataWarning(
         f"{spec.name}: replacing the {old_size} copy (seed {old_seed}) in {home} with a {size} one (seed {seed}); "
         f"runs trained on the {old_size} copy need it back (`hrnn data prepare {spec.name} --size {old_size} --seed "

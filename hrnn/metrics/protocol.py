@@ -191,3 +191,11 @@ def score(samples_dir=None, reference: str = "sc09-espeak", *, classifier=None, 
           "scored": len(kept), "selection": selection,
           "clips": {name: dataclasses.asdict(r) for name, r in reports.items()}, "rows": rows,
           "estimators": ESTIMATORS}
+
+
+def predicted_digits(paths, classifier) -> list[tuple[int, float]]:
+  """(digit, probability) for each audio file: the classifier's most likely digit (0..9 = zero..nine) and the
+  probability it gives that digit (the notebooks' and the learning curves' listening labels)."""
+  features, _ = clip_features(list(paths), desc="classifying")
+  _, probs = classifier_outputs(classifier, features)
+  return [(int(p.argmax()), float(p.max())) for p in probs]

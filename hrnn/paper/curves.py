@@ -46,7 +46,7 @@ from hrnn import data
 from hrnn.config import VARIANTS
 from hrnn.model import sampling
 from hrnn.paper.results import dataset_label, markdown_table, save_plot, save_table
-from hrnn.train.checkpoint import CONFIG_FILE, Checkpoints, load_model, read_config
+from hrnn.train.checkpoint import CONFIG_FILE, Checkpoints, latest_step, load_model, read_config
 from hrnn.train.loop import checkpoint_meta, read_metrics
 
 IS_GOAL = 3.0  # IS at which samples of the digit classifier's ten classes count as recognisable digits
@@ -442,20 +442,13 @@ def listen_to_exported(out: str | os.PathLike, n: int, samples: str | os.PathLik
   rows = []
   for name, path in exported_models(out).items():
     model, config = load_model(path)
-    checkpoints = Checkpoints(path)
-    try:
-      step = checkpoints.step(None)
-    finally:
-      checkpoints.close()
-    spec = data.get_spec(config.dataset)
     paths = sampling.generate(model, n, round(seconds * sampling.SAMPLE_RATE), seed=seed,
-                              out_dir=Path(samples) / name, quantization=spec.quantization, progress=False)
+                              out_dir=Path(samples) / name, quantization=data.get_spec(config.dataset).quantization,
+                              progress=False)
     classifier, _ = metrics.load_classifier(Path(out) / "classifier" / f"{config.dataset}.pt")
-    features, _ = metrics.clip_features(paths, desc=f"classifying {name}")
-    _, probs = metrics.classifier_outputs(classifier, features)
-    rows += [(f"{name} (EMA weights of step {step:,}), sample {i}: the classifier hears "
-              f"'{data.DIGITS[int(p.argmax())]}' (p = {float(p.max()):.2f})", clip)
-             for i, (clip, p) in enumerate(zip(paths, probs))]
+    rows += [(f"{name} (EMA weights of step {latest_step(path):,}), sample {i}: the classifier hears "
+              f"'{data.DIGITS[digit]}' (p = {p:.2f})", clip)
+             for i, (clip, (digit, p)) in enumerate(zip(paths, metrics.predicted_digits(paths, classifier)))]
   return rows
 
 

@@ -9,7 +9,6 @@
   unigram_entropy(dataset)                     bits per token of the token histogram: what "learned" must beat
   digit_classifier(scale, out)                 the SC09 digit classifier, trained once per OUT (or a given file)
   quality(samples, scale, classifier)          FID / IS / mIS / AM of the samples and of the real train/test splits
-  predicted_digits(paths, classifier)          the classifier's digit for each clip (the listening panel)
 
 Runs, samples and the classifier are shared between notebooks through OUT: the baseline trained by one notebook is
 the baseline of the next. Training configurations come from `hrnn.config.train_config`, samples from
@@ -224,11 +223,3 @@ def quality(samples: Samples, scale: Scale, classifier) -> dict[str, dict[str, f
   likelihoods = list(samples.log_likelihoods) if scale.likelihood_band else None
   result = metrics.score(samples.directory, reference=scale.sc09, classifier=classifier, likelihoods=likelihoods)
   return result["rows"]
-
-
-def predicted_digits(paths, classifier) -> list[tuple[int, float]]:
-  """(digit, probability) for each audio file: the classifier's most likely digit (0..9 = zero..nine) and the
-  probability it gives that digit."""
-  features, _ = metrics.clip_features(list(paths), desc="classifying")
-  _, probs = metrics.classifier_outputs(classifier, features)
-  return [(int(p.argmax()), float(p.max())) for p in probs]

@@ -396,7 +396,7 @@ def _train_and_evaluate(config: TrainConfig, workdir: Path, progress: bool) -> T
   # Every split the run reads is mapped now, before the first step: a dataset rebuilt on disk while the run trains
   # (e.g. `prepare` of another scale's size in the same data root) changes neither its batches nor its evaluations.
   splits = {split: data.load_split(config.dataset, split, root=config.data_root, minmax_unit=config.minmax_unit)
-            for split in ("train", "valid", "test") if split != "valid" or config.eval_every}
+            for split in ("train", "test", *(("valid",) if config.eval_every else ()))}
   train_ds = splits["train"]
   seq_len = config.seq_len or data.get_spec(config.dataset, config.data_root).length
   steps_per_epoch = data.num_batches(train_ds, config.batch_size)
