@@ -175,6 +175,10 @@ def test_exported_models_play_with_the_digit_the_classifier_hears(tmp_path, data
     curves.export_ema(workdir, out / "models" / name, step=step)
   (out / "models" / "notes").mkdir()  # not an export: no config
   assert list(curves.exported_models(out)) == ["sc09-espeak-baseline", "sc09-espeak-no-pool"]  # VARIANTS order
+  # No classifier for the dataset (music, your own audio, curves scored with --n 0): the clips play, unlabelled.
+  unlabelled = curves.listen_to_exported(out, 1, tmp_path / "unlabelled", seconds=0.05)
+  assert [label for label, _ in unlabelled] == ["sc09-espeak-baseline (EMA weights of step 2), sample 0",
+                                                "sc09-espeak-no-pool (EMA weights of step 1), sample 0"]
   torch.manual_seed(0)
   C.save_classifier(out / "classifier" / "sc09-espeak.pt", C.ResNeXt(C.classifier_config("tiny")).eval())
   rows = curves.listen_to_exported(out, 2, tmp_path / "clips", seconds=0.05)
@@ -264,6 +268,28 @@ def test_committed_weights_load_as_the_cpu_model():
   assert config.dataset == "sc09-espeak" and config.model == get_preset("cpu")
   shapes = [x.shape for x in jax_leaves(nnx.state(model, nnx.Param))]
   assert shapes == [x.shape for x in jax.tree.leaves(nnx.state(fresh, nnx.Param))]
+
+
+def test_a_fresh_clone_has_what_the_listening_cells_read():
+  # The quickstart's last section reads every export under results/workstation/models and the classifier that
+  # scored its curve; both must be in git, not only on the machine that made them (CI's clean checkout once failed
+  # on a classifier the .gitignore kept out).
+  import subprocess
+  from pathlib import Path
+
+  from hrnn.train.checkpoint import CONFIG_FILE, read_config
+
+  repo = Path(__file__).parents[1]
+  listed = subprocess.run(["git", "ls-files", "results/workstation"], cwd=repo, capture_output=True, text=True)
+  if listed.returncode != 0:
+    pytest.skip("not a git checkout")
+  tracked = set(listed.stdout.split())
+  exports = curves.exported_models(repo / "results" / "workstation")
+  assert exports
+  for name, path in exports.items():
+    rel = path.relative_to(repo).as_posix()
+    assert f"{rel}/{CONFIG_FILE}" in tracked and any(f.startswith(f"{rel}/checkpoints/") for f in tracked)
+    assert f"results/workstation/classifier/{read_config(path).dataset}.pt" in tracked, name
 
 
 def save_curve(out, name, table):

@@ -2,13 +2,14 @@
 
 import ast
 import json
+from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
 from papermill.translators import PythonTranslator
 
-from hrnn.paper import published
+from hrnn.paper import curves, published
 from hrnn.paper import reproduce
 from hrnn.config import get_scale
 
@@ -74,6 +75,8 @@ def test_every_notebook_runs_at_smoke_and_writes_its_tables(tmp_path, kernel_env
   quickstart_html = "".join(o["data"]["text/html"] for c in executed.cells if c.cell_type == "code"
                             for o in c.outputs if "text/html" in o.get("data", {}))
   assert quickstart_html.count("sc09-espeak-baseline (EMA weights of step") == get_scale("smoke").listen
+  exports = curves.exported_models(Path(__file__).parents[1] / "results" / "workstation")
+  assert quickstart_html.count(": the classifier hears '") == len(exports) * get_scale("smoke").listen
   assert {t.key for t in published.TABLES} | {f.key for f in published.FIGURES} <= _tables(tmp_path)
   for f in published.FIGURES:
     assert (tmp_path / "plots" / f.plot).exists()

@@ -436,19 +436,24 @@ def exported_models(out: str | os.PathLike) -> dict[str, Path]:
 def listen_to_exported(out: str | os.PathLike, n: int, samples: str | os.PathLike, *, seconds: float = 1.0,
                        seed: int = 0) -> list[tuple[str, Path]]:
   """Generates `n` clips of `seconds` from each model exported under OUT/models into SAMPLES/NAME and labels each
-  with the model, its checkpoint step and the digit OUT's classifier (OUT/classifier/DATASET.pt, the one that
-  scored the curve) hears in it: rows for `hrnn.paper.results.listening_rows`. [] when OUT exports no model."""
-  metrics = _metrics()
+  with the model, its checkpoint step and the digit OUT's classifier (OUT/classifier/DATASET.pt, the curves'
+  classifier, committed beside the weights) hears in it; a model with no classifier for its dataset (music,
+  your own audio, curves scored with --n 0) is labelled without a digit. Rows for
+  `hrnn.paper.results.listening_rows`; [] when OUT exports no model."""
   rows = []
   for name, path in exported_models(out).items():
     model, config = load_model(path)
     paths = sampling.generate(model, n, round(seconds * sampling.SAMPLE_RATE), seed=seed,
                               out_dir=Path(samples) / name, quantization=data.get_spec(config.dataset).quantization,
                               progress=False)
-    classifier, _ = metrics.load_classifier(Path(out) / "classifier" / f"{config.dataset}.pt")
-    rows += [(f"{name} (EMA weights of step {latest_step(path):,}), sample {i}: the classifier hears "
-              f"'{data.DIGITS[digit]}' (p = {p:.2f})", clip)
-             for i, (clip, (digit, p)) in enumerate(zip(paths, metrics.predicted_digits(paths, classifier)))]
+    labels = [f"{name} (EMA weights of step {latest_step(path):,}), sample {i}" for i in range(len(paths))]
+    classifier_file = Path(out) / "classifier" / f"{config.dataset}.pt"
+    if classifier_file.exists():
+      metrics = _metrics()
+      classifier, _ = metrics.load_classifier(classifier_file)
+      labels = [f"{label}: the classifier hears '{data.DIGITS[digit]}' (p = {p:.2f})"
+                for label, (digit, p) in zip(labels, metrics.predicted_digits(paths, classifier))]
+    rows += zip(labels, paths)
   return rows
 
 
