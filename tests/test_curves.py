@@ -200,6 +200,7 @@ def jax_leaves(tree):
 
 @pytest.mark.slow
 def test_curve_scores_each_checkpoint_and_reuses_rows(tmp_path, data_root, compile_cache, monkeypatch):  # noqa: F811
+  from hrnn import metrics
   from hrnn.metrics import TrainSettings, train_classifier
   from hrnn.train.loop import train_and_evaluate
 
@@ -215,6 +216,16 @@ def test_curve_scores_each_checkpoint_and_reuses_rows(tmp_path, data_root, compi
   assert (tmp_path / "out" / "plots" / "learning_curve_sc09-espeak-run.png").exists()
   again = curves.curve(workdir, tmp_path / "out", classifier, n=10, root=data_root)  # nothing regenerated
   pd.testing.assert_frame_equal(again, table, check_dtype=False)
+  assert curves.scorers(again) == dict.fromkeys([1, 2], metrics.classifier_fingerprint(classifier))
+  # Another classifier rescores every row whose checkpoint the run still has; one the run lost keeps its scores.
+  other, _ = train_classifier("sc09-espeak", "tiny", settings=TrainSettings(epochs=1, seed=1), root=data_root,
+                              progress=False)
+  lost = table.rename(index={2: 3})  # step 3: scored once, its checkpoint gone
+  lost.to_csv(tmp_path / "out" / "tables" / "learning_curve_sc09-espeak-run.csv")
+  rescored = curves.curve(workdir, tmp_path / "out", other, n=10, root=data_root)
+  new, old = metrics.classifier_fingerprint(other), metrics.classifier_fingerprint(classifier)
+  assert curves.scorers(rescored) == {1: new, 2: new, 3: old}
+  assert rescored.loc[3, "IS"] == table.loc[2, "IS"] and rescored.loc[1, "IS"] != table.loc[1, "IS"]
 
 
 def test_readme_states_the_curve_and_its_extrapolation(tmp_path):
@@ -248,6 +259,8 @@ def test_readme_states_the_curve_and_its_extrapolation(tmp_path):
   assert "| 4000 | 2.5 | 2 | 5 | 5.1 | 2 | 100 | 64 |" in text
   assert "| [sample_00000.wav](audio/sc09-espeak-run/sample_00000.wav) | three | 0.625 | 0.125 |" in text
   assert "scored at step 4000" in text
+  assert ("Scored by classifier `unrecorded` (3 checkpoints, steps 1,000-4,000) (`unrecorded`: scored before the "
+          "tables recorded the classifier's fingerprint).") in text
   assert "hrnn sample --checkpoint results/x/models/run" in text and "sc09-espeak (synthetic speech" in text
 
 
@@ -268,6 +281,27 @@ def test_committed_weights_load_as_the_cpu_model():
   assert config.dataset == "sc09-espeak" and config.model == get_preset("cpu")
   shapes = [x.shape for x in jax_leaves(nnx.state(model, nnx.Param))]
   assert shapes == [x.shape for x in jax.tree.leaves(nnx.state(fresh, nnx.Param))]
+
+
+def test_only_checkpoints_one_classifier_scored_are_paired(tmp_path):
+  # Rows without a classifier column were all scored by one unrecorded classifier; unscored rows have none.
+  assert curves.scorers(BASELINE) == dict.fromkeys(BASELINE.index, curves.UNRECORDED)
+  assert 500 not in curves.scorers(BASELINE.assign(IS=[math.nan, 1.5, 2.0, 2.4, 2.6, 3.0]))
+  # One-pool's steps 2,500 and 3,000 were rescored by classifier "0123e4" (digits that read as a number if let):
+  # the common steps of one classifier end at 2,000, so the pairs are 1,000-2,000: 0.2, 0.8, 0.6, mean 1.6 / 3.
+  save_curve(tmp_path, "sc09-espeak-baseline", BASELINE.assign(classifier="aaa"))
+  save_curve(tmp_path, "sc09-espeak-one-pool", ONE_POOL.assign(classifier=["aaa"] * 4 + ["0123e4"] * 2))
+  tables = curves.read_curves(tmp_path)
+  assert curves.scorers(tables["sc09-espeak-one-pool"])[3000] == "0123e4"
+  (difference,) = curves.compare(tables, "IS")
+  assert difference.steps == (1000, 1500, 2000) and difference.value == pytest.approx(1.6 / 3)
+  # A curve that no classifier of the baseline's scored is left out of the comparison, and named.
+  save_curve(tmp_path, "sc09-espeak-no-pool", NO_POOL.assign(classifier="bbb"))
+  text = curves.comparison_text(curves.read_curves(tmp_path), tmp_path)
+  assert ("sc09-espeak-no-pool is not compared: no checkpoint of it was scored by the classifier that scored "
+          "sc09-espeak-baseline's (`aaa`; sc09-espeak-no-pool: `bbb`)") in text
+  assert "| sc09-espeak-one-pool |" in text and "| sc09-espeak-no-pool |" not in text
+  assert "mean over steps 1,000-2,000 = +0.533" in text
 
 
 def test_a_fresh_clone_has_what_the_listening_cells_read():

@@ -57,6 +57,24 @@ def test_save_and_load_roundtrip(tmp_path):
   torch.testing.assert_close(loaded(x), model(x))
 
 
+def test_fingerprint_names_the_weights_bit_for_bit(tmp_path):
+  torch.manual_seed(0)
+  model = C.ResNeXt(C.classifier_config("tiny")).eval()
+  fingerprint = C.classifier_fingerprint(model)
+  assert len(fingerprint) == 12 and int(fingerprint, 16) >= 0  # 12 hex digits
+  loaded, _ = C.load_classifier(C.save_classifier(tmp_path / "c.pt", model))
+  assert C.classifier_fingerprint(loaded) == fingerprint  # the file round trip keeps every bit
+  torch.manual_seed(0)
+  assert C.classifier_fingerprint(C.ResNeXt(C.classifier_config("tiny"))) == fingerprint  # same seed, same weights
+  weight = next(loaded.parameters())
+  with torch.no_grad():
+    weight.view(-1)[0] = torch.nextafter(weight.view(-1)[0], torch.tensor(float("inf")))  # one ulp on one weight
+  assert C.classifier_fingerprint(loaded) != fingerprint
+  loaded, _ = C.load_classifier(tmp_path / "c.pt")
+  loaded.bn_1.running_mean[0] += 1  # a BatchNorm statistic (a buffer, not a parameter) counts too
+  assert C.classifier_fingerprint(loaded) != fingerprint
+
+
 def _sashimi_style_pickle(path, monkeypatch, model):
   """Pickles `model` the way SaShiMi released its classifier: a DataParallel around models.resnext classes."""
   fake = types.ModuleType("models.resnext")

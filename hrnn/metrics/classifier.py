@@ -21,6 +21,7 @@ then copies the weights into a `ResNeXt`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import pickle
 import types
 from pathlib import Path
@@ -187,6 +188,18 @@ def classifier_outputs(model: ResNeXt, features, batch_size: int = 256, device: 
   if not penultimate:
     raise ValueError("classifier_outputs needs at least one clip")
   return np.concatenate(penultimate), np.concatenate(probs)
+
+
+def classifier_fingerprint(model: ResNeXt) -> str:
+  """Which classifier this is: the first 12 hex digits of the SHA-256 of its state (each entry's name, dtype, shape
+  and bytes, in `state_dict` order). Two classifiers share it only when every weight and BatchNorm statistic is
+  bit-identical; the learning curves record it per scored checkpoint, so that scores of two classifiers are never
+  compared as if they were one's."""
+  digest = hashlib.sha256()
+  for name, value in model.state_dict().items():
+    digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}:".encode())
+    digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+  return digest.hexdigest()[:12]
 
 
 def save_classifier(path: str | Path, model: ResNeXt, info: dict | None = None) -> Path:

@@ -4,7 +4,8 @@ A long run (e.g. the `workstation` scale's baseline, `hrnn.paper.experiments.tra
 becomes a learning curve: at each chosen checkpoint the EMA weights generate `n` one-second clips, which the kit's digit
 classifier scores with SaShiMi's estimators (IS, FID against the training split); the validation NLL is the one
 the run logged at that step. The training time to each step is the sum of the logged step times (compilation and
-evaluations excluded).
+evaluations excluded). Each scored row records which classifier scored it (its fingerprint): scores of two
+classifiers are never reused for one another nor paired in a comparison.
 
   curve(workdir, out, classifier, ...)   OUT/tables/learning_curve_NAME.{csv,md,json}, OUT/plots/learning_curve_NAME.png
   export_ema(workdir, dest, step)        DEST: a run directory holding only the EMA weights of one checkpoint (a few
@@ -16,8 +17,10 @@ evaluations excluded).
                                          extended to it
   write_section(out, table, name, ...)   OUT/curves/NAME.md: one curve's table, trend, clips and weights in prose
   compare(tables, "IS")                  the first curve (baseline) minus each other one, paired at the checkpoints
-                                         both scored in the last half of their common training, judged against the
-                                         pairs' standard error (Table 2's ordering at equal training)
+                                         both scored with one classifier in the last half of their common training,
+                                         judged against the pairs' standard error (Table 2's ordering at equal
+                                         training)
+  scorers(table)                         step -> fingerprint of the classifier that scored the row
   write_readme(out)                      OUT/README.md: the comparison, then every curve's section
   listen_to_exported(out, n, samples)    clips of every model exported under OUT/models, each labelled with the digit
                                          OUT's classifier hears (the notebooks' listening on a fresh clone)
@@ -54,6 +57,8 @@ SCORE_COLUMNS = {"is": "IS", "fid": "FID", "mis": "mIS", "am": "AM"}  # set_scor
 KEEP_SAMPLES = 4  # clips of the newest scored checkpoint kept beside the README (32 KB each)
 COMPARE_K = 2.0  # two curves differ when their mean paired difference exceeds this many standard errors
 MIN_PAIRS = 3  # paired checkpoints below which two curves are not ordered (their noise is barely known)
+CLASSIFIER_COLUMN = "classifier"  # per scored checkpoint: the fingerprint of the classifier that scored it
+UNRECORDED = "unrecorded"  # the classifier of rows scored before the column existed (all of them by one classifier)
 SAMPLES_FILE = "samples.json"
 
 
@@ -148,6 +153,17 @@ def samples_dir(out: str | os.PathLike, name: str, step: int) -> Path:
   return Path(out) / "runs" / "curve_samples" / name / str(step)
 
 
+def scorers(table: pd.DataFrame) -> dict[int, str]:
+  """Step -> fingerprint of the classifier that scored that row's IS and FID (`UNRECORDED` for rows scored before
+  the table recorded it); unscored rows are left out."""
+  scored = table["IS"].notna()
+  if CLASSIFIER_COLUMN in table:
+    by = table[CLASSIFIER_COLUMN].where(table[CLASSIFIER_COLUMN].notna(), UNRECORDED)
+  else:
+    by = pd.Series(UNRECORDED, index=table.index)
+  return {int(step): str(by[step]) for step in table.index[scored]}
+
+
 def checkpoint_scores(workdir, step: int, samples_dir: Path, n: int, classifier, reference, *,
                       seed: int = 0, batch_size: int = 16) -> dict[str, float]:
   """Generates `n` one-second clips from the EMA weights of checkpoint `step` into `samples_dir` and scores them
@@ -182,7 +198,7 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
   finally:
     checkpoints.close()
   table_path = out / "tables" / f"learning_curve_{name}.csv"
-  done = pd.read_csv(table_path, index_col="step") if table_path.exists() else None
+  done = read_curve(table_path) if table_path.exists() else None
   steps = sorted(set(steps or available) & set(available) | (set(done.index) if done is not None else set()))
   elapsed, nll, train_nll = train_seconds(workdir), logged_nll(workdir), logged_train_nll(workdir, steps)
   steps_per_epoch = data.num_batches(data.load_split(config.dataset, "train", root=root), config.batch_size)
@@ -200,10 +216,14 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
     return table
 
   reference = None
+  scored_by = _metrics().classifier_fingerprint(classifier) if n else None
+  done_by = scorers(done) if done is not None else {}
   rows = []
   for step in steps:
-    # Scores already in the table are reused; the columns read from the training log are always recomputed.
-    reuse = done is not None and step in done.index and (int(done.loc[step, "samples"]) == n or step not in available)
+    # Scores already in the table are reused when the same classifier scored as many clips (or when the checkpoint
+    # is gone); the columns read from the training log are always recomputed.
+    reuse = done is not None and step in done.index and (
+        (int(done.loc[step, "samples"]) == n and done_by.get(step) == scored_by) or step not in available)
     if reuse:
       scores = {key: done.loc[step, column] for key, column in SCORE_COLUMNS.items()}
     elif n == 0:
@@ -215,7 +235,8 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
     rows.append({"step": step, "epoch": step / steps_per_epoch, "train hours": seconds_at(elapsed, step) / 3600,
                  "train NLL (bits)": train_nll.get(step, math.nan), "valid NLL (bits)": nll.get(step, math.nan),
                  **{column: scores[key] for key, column in SCORE_COLUMNS.items()},
-                 "samples": int(done.loc[step, "samples"]) if reuse else n})
+                 "samples": int(done.loc[step, "samples"]) if reuse else n,
+                 CLASSIFIER_COLUMN: done_by.get(step) if reuse else scored_by})
     if not reuse:
       save(rows)  # after every scored checkpoint, so that an interrupted run keeps what it scored
   table = save(rows)
@@ -529,6 +550,25 @@ def trend_text(trend: Extrapolation | None, table, planned_steps: int | None = N
   return " ".join(lines)
 
 
+def classifier_text(table, out: str | os.PathLike, config) -> str:
+  """Which classifier scored which checkpoints (`scorers`, by fingerprint), and which one OUT/classifier holds now:
+  a later rescoring with another one replaces a row only where the run still has the checkpoint."""
+  steps_by: dict[str, list[int]] = {}
+  for step, by in scorers(table).items():
+    steps_by.setdefault(by, []).append(step)
+  if not steps_by:
+    return ""
+  parts = [f"`{by}` ({len(steps)} checkpoints, steps {min(steps):,}-{max(steps):,})" for by, steps in steps_by.items()]
+  text = f"Scored by classifier {', '.join(parts)}"
+  if UNRECORDED in steps_by:
+    text += f" (`{UNRECORDED}`: scored before the tables recorded the classifier's fingerprint)"
+  path = Path(out) / "classifier" / f"{config.dataset}.pt"
+  if path.exists():
+    metrics = _metrics()
+    text += f"; `classifier/{path.name}` here is `{metrics.classifier_fingerprint(metrics.load_classifier(path)[0])}`"
+  return text + "."
+
+
 def goal_text(table, workdir: str | os.PathLike) -> str:
   """The README's paragraph on IS_GOAL: once a scored checkpoint reaches it, what was measured (the first step at
   or above it, its training time, and how the later checkpoints score); before that, the fitted trend extended to
@@ -565,6 +605,7 @@ def write_section(out: str | os.PathLike, table, name: str, workdir: str | os.Pa
   out, workdir = Path(out), Path(workdir)
   config = read_config(workdir)
   last = table.index.max()
+  shown = table.drop(columns=CLASSIFIER_COLUMN, errors="ignore")  # named in classifier_text instead
   hours = table.loc[last, "train hours"]
   lines = [
       f"## {workdir.name}: model `{config.preset}` on {dataset_label(config.dataset)}\n\n",
@@ -575,12 +616,12 @@ def write_section(out: str | os.PathLike, table, name: str, workdir: str | os.Pa
       f"{last:,} scored so far ({table.loc[last, 'epoch']:.2f} epochs, {hours:.2f} hours of logged training steps on "
       f"this machine, evaluations and compilation excluded).\n\n",
       f"![learning curve](plots/learning_curve_{name}.png)\n\n",
-      markdown_table(["step", *table.columns], [[step, *row] for step, row in zip(table.index, table.values)]),
+      markdown_table(["step", *shown.columns], [[step, *row] for step, row in zip(shown.index, shown.values)]),
       f"\nIS and FID: SaShiMi's estimators with the kit's digit classifier trained on the same dataset, "
       f"one-second samples of the EMA weights per checkpoint (`samples`; 0: not scored yet) (IS 1: every sample in "
       f"one class; {IS_GOAL:g}: recognisable digits; 10: ten confident classes). Full precision: "
-      f"[tables/learning_curve_{name}.csv](tables/learning_curve_{name}.csv).\n\n"
-      f"{goal_text(table, workdir)}\n",
+      f"[tables/learning_curve_{name}.csv](tables/learning_curve_{name}.csv). {classifier_text(table, out, config)}"
+      f"\n\n{goal_text(table, workdir)}\n",
   ]
   listing = out / "audio" / name / SAMPLES_FILE
   if listing.exists():
@@ -606,10 +647,15 @@ def write_section(out: str | os.PathLike, table, name: str, workdir: str | os.Pa
   return path
 
 
+def read_curve(path: str | os.PathLike) -> pd.DataFrame:
+  """One saved curve (OUT/tables/learning_curve_NAME.csv), its fingerprints read as text (never as numbers)."""
+  return pd.read_csv(path, index_col="step", dtype={CLASSIFIER_COLUMN: str})
+
+
 def read_curves(out: str | os.PathLike) -> dict[str, pd.DataFrame]:
   """Name -> table of every curve saved in OUT/tables (learning_curve_NAME.csv), in the order of the paper's model
   variants (baseline, one-pool, no-pool, ...: NAME ends with the run directory's name), then by name."""
-  tables = {path.stem.removeprefix("learning_curve_"): pd.read_csv(path, index_col="step")
+  tables = {path.stem.removeprefix("learning_curve_"): read_curve(path)
             for path in Path(out).glob("tables/learning_curve_*.csv")}
   return {name: tables[name] for name in sorted(tables, key=_variant_order)}
 
@@ -642,9 +688,14 @@ class Difference:
 
 
 def comparison_window(tables: dict[str, pd.DataFrame], column: str) -> tuple[int, ...]:
-  """The steps at which every curve scored `column`, from half the last such step to it (none: ())."""
+  """The steps at which every curve scored `column` with one and the same classifier (`scorers`), from half the last
+  such step to it (none: ()): scores of two classifiers differ by more than the curves' sampling noise."""
+  if len(tables) < 2:
+    return ()
   common = set.intersection(*(set(t[column].dropna().index) for t in tables.values()))
-  if len(tables) < 2 or not common:
+  by = [scorers(t) for t in tables.values()]
+  common = {s for s in common if len({b.get(s) for b in by}) == 1}
+  if not common:
     return ()
   last = max(common)
   return tuple(sorted(int(s) for s in common if 2 * s >= last))
@@ -690,10 +741,24 @@ def comparison_plot(tables: dict[str, pd.DataFrame], out: str | os.PathLike, win
 def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> str:
   """The README's comparison of the curves (Table 2 of the paper: pooling gives better FID and IS at the same
   training): the overlaid plot, each curve at the last step all of them scored and its mean over the compared
-  steps, and per other curve whether the first one's IS and FID differ from it (`compare`); computed, never typed."""
-  differences = {column: compare(tables, column) for column in ("IS", "FID")}
+  steps, and per other curve whether the first one's IS and FID differ from it (`compare`); computed, never typed.
+  A curve whose checkpoints another classifier scored than the first curve's (`scorers`) is left out, and named."""
+  if len(tables) < 2:
+    return ""
+  first, reference = next(iter(tables.items()))
+  reference_by = scorers(reference)
+  shared = {name: t for name, t in tables.items()
+            if name == first or any(reference_by.get(step) == by for step, by in scorers(t).items())}
+  left_out = "".join(
+      f"{name} is not compared: no checkpoint of it was scored by the classifier that scored {first}'s "
+      f"({', '.join(f'`{by}`' for by in sorted(set(reference_by.values())))}; {name}: "
+      f"{', '.join(f'`{by}`' for by in sorted(set(scorers(t).values())))}).\n\n"
+      for name, t in tables.items() if name not in shared)
+  differences = {column: compare(shared, column) for column in ("IS", "FID")}
   if not differences["IS"]:
-    return ("The curves share no scored checkpoint yet: no comparison at equal training." if len(tables) > 1 else "")
+    return left_out + ("The curves share no checkpoint that one classifier scored in all of them yet: no comparison "
+                       "at equal training.")
+  tables = shared
   steps = differences["IS"][0].steps
   comparison_plot(tables, out, steps)
   last, span = steps[-1], f"steps {steps[0]:,}-{steps[-1]:,}"
@@ -703,17 +768,19 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
   lines = [
       "## Comparison at equal training (the paper's Table 2: FID and IS with and without pooling)\n\n",
       "![learning curves](plots/learning_curves.png)\n\n",
-      f"Each curve at step {last:,}, the last checkpoint that all of them scored (equal steps are equal epochs: same "
-      f"batch and data), and its mean over the {len(steps)} checkpoints all of them scored in the last half of that "
-      f"training ({span}, shaded in the plot). Two curves are compared by their differences paired at those "
-      f"checkpoints: the mean paired difference and its standard error (the pairs' spread holds the sampling noise "
-      f"of each point and the wobble between checkpoints; neighbouring checkpoints of one run are not independent, "
-      f"so it may understate the noise), judged when it exceeds {COMPARE_K:g} standard errors with at least "
-      f"{MIN_PAIRS} pairs. The train hours are each run's logged step times on this machine, which other jobs "
+      f"Each curve at step {last:,}, the last checkpoint that all of them scored with one classifier (equal steps "
+      f"are equal epochs: same batch and data), and its mean over the {len(steps)} checkpoints all of them scored in "
+      f"the last half of that training ({span}, shaded in the plot). Two curves are compared by their differences "
+      f"paired at those checkpoints: the mean paired difference and its standard error (the pairs' spread holds the "
+      f"sampling noise of each point and the wobble between checkpoints; neighbouring checkpoints of one run are not "
+      f"independent, so it may understate the noise), judged when it exceeds {COMPARE_K:g} standard errors with at "
+      f"least {MIN_PAIRS} pairs. The train hours are each run's logged step times on this machine, which other jobs "
       f"shared at times: not a speed comparison (Table 2's speeds are measured by notebook 03, e.g. in "
       f"results/cpu).\n\n",
       markdown_table(header, rows), "\n",
   ]
+  if left_out:
+    lines.insert(3, left_out)
   for column, better in (("IS", "higher"), ("FID", "lower")):
     for d in differences[column]:
       a_better = d.value > 0 if better == "higher" else d.value < 0
