@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from hrnn.paper import curves
-from hrnn.train.checkpoint import load_model, write_config
+from hrnn.train.checkpoint import load_model, read_config, write_config
 from hrnn.config import TrainConfig, get_preset
 
 from train_fixtures import compile_cache, data_root, run_config  # noqa: F401  (fixtures)
@@ -261,6 +261,9 @@ def test_readme_states_the_curve_and_its_extrapolation(tmp_path):
   assert "scored at step 4000" in text
   assert ("Scored by classifier `unrecorded` (3 checkpoints, steps 1,000-4,000) (`unrecorded`: scored before the "
           "tables recorded the classifier's fingerprint).") in text
+  config = read_config(tmp_path / "run")
+  assert curves.classifier_text(table.iloc[:1].assign(classifier="abc"), out, config) == \
+      "Scored by classifier `abc` (1 checkpoint, step 1,000)."
   assert "hrnn sample --checkpoint results/x/models/run" in text and "sc09-espeak (synthetic speech" in text
 
 
@@ -311,7 +314,7 @@ def test_a_fresh_clone_has_what_the_listening_cells_read():
   import subprocess
   from pathlib import Path
 
-  from hrnn.train.checkpoint import CONFIG_FILE, read_config
+  from hrnn.train.checkpoint import CONFIG_FILE
 
   repo = Path(__file__).parents[1]
   listed = subprocess.run(["git", "ls-files", "results/workstation"], cwd=repo, capture_output=True, text=True)

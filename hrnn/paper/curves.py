@@ -502,7 +502,7 @@ def trend_text(trend: Extrapolation | None, table, planned_steps: int | None = N
   if table["IS"].isna().all():
     return "No checkpoint has been scored with the classifier yet (IS, FID empty)."
   if trend is None:
-    return (f"The IS curve ({table['IS'].notna().sum()} scored checkpoints) does not head towards IS {IS_GOAL:g} "
+    return (f"The IS curve ({table['IS'].notna().sum()} scored checkpoint(s)) does not head towards IS {IS_GOAL:g} "
             f"(fewer than 3 points, or a falling trend): no extrapolation.")
   fit, per_step = trend.fit, trend.tokens_per_step
   steps = ", ".join(f"{s:,}" for s in trend.steps)
@@ -558,7 +558,8 @@ def classifier_text(table, out: str | os.PathLike, config) -> str:
     steps_by.setdefault(by, []).append(step)
   if not steps_by:
     return ""
-  parts = [f"`{by}` ({len(steps)} checkpoints, steps {min(steps):,}-{max(steps):,})" for by, steps in steps_by.items()]
+  parts = [f"`{by}` ({len(steps)} checkpoints, steps {min(steps):,}-{max(steps):,})" if len(steps) > 1 else
+           f"`{by}` (1 checkpoint, step {steps[0]:,})" for by, steps in steps_by.items()]
   text = f"Scored by classifier {', '.join(parts)}"
   if UNRECORDED in steps_by:
     text += f" (`{UNRECORDED}`: scored before the tables recorded the classifier's fingerprint)"
