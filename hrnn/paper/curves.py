@@ -156,12 +156,8 @@ def samples_dir(out: str | os.PathLike, name: str, step: int) -> Path:
 def scorers(table: pd.DataFrame) -> dict[int, str]:
   """Step -> fingerprint of the classifier that scored that row's IS and FID (`UNRECORDED` for rows scored before
   the table recorded it); unscored rows are left out."""
-  scored = table["IS"].notna()
-  if CLASSIFIER_COLUMN in table:
-    by = table[CLASSIFIER_COLUMN].where(table[CLASSIFIER_COLUMN].notna(), UNRECORDED)
-  else:
-    by = pd.Series(UNRECORDED, index=table.index)
-  return {int(step): str(by[step]) for step in table.index[scored]}
+  by = table.get(CLASSIFIER_COLUMN, pd.Series(UNRECORDED, index=table.index)).fillna(UNRECORDED)
+  return {int(step): str(by[step]) for step in table.index[table["IS"].notna()]}
 
 
 def checkpoint_scores(workdir, step: int, samples_dir: Path, n: int, classifier, reference, *,
@@ -461,7 +457,7 @@ def listen_to_exported(out: str | os.PathLike, n: int, samples: str | os.PathLik
   classifier, committed beside the weights) hears in it; a model with no classifier for its dataset (music,
   your own audio, curves scored with --n 0) is labelled without a digit. Rows for
   `hrnn.paper.results.listening_rows`; [] when OUT exports no model."""
-  rows = []
+  rows, classifiers = [], {}  # each dataset's classifier loaded once
   for name, path in exported_models(out).items():
     model, config = load_model(path)
     paths = sampling.generate(model, n, round(seconds * sampling.SAMPLE_RATE), seed=seed,
@@ -471,7 +467,9 @@ def listen_to_exported(out: str | os.PathLike, n: int, samples: str | os.PathLik
     classifier_file = Path(out) / "classifier" / f"{config.dataset}.pt"
     if classifier_file.exists():
       metrics = _metrics()
-      classifier, _ = metrics.load_classifier(classifier_file)
+      if config.dataset not in classifiers:
+        classifiers[config.dataset], _ = metrics.load_classifier(classifier_file)
+      classifier = classifiers[config.dataset]
       labels = [f"{label}: the classifier hears '{data.DIGITS[digit]}' (p = {p:.2f})"
                 for label, (digit, p) in zip(labels, metrics.predicted_digits(paths, classifier))]
     rows += zip(labels, paths)
@@ -778,10 +776,9 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
       f"least {MIN_PAIRS} pairs. The train hours are each run's logged step times on this machine, which other jobs "
       f"shared at times: not a speed comparison (Table 2's speeds are measured by notebook 03, e.g. in "
       f"results/cpu).\n\n",
+      left_out,
       markdown_table(header, rows), "\n",
   ]
-  if left_out:
-    lines.insert(3, left_out)
   for column, better in (("IS", "higher"), ("FID", "lower")):
     for d in differences[column]:
       a_better = d.value > 0 if better == "higher" else d.value < 0
