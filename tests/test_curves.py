@@ -198,6 +198,40 @@ def jax_leaves(tree):
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+def test_a_curve_is_never_continued_with_another_runs_checkpoints(tmp_path, capsys):
+  import hashlib
+
+  from hrnn.errors import HrnnError
+
+  # The fingerprint hashes the first logged training step (step, loss, gradient norm), evaluations skipped.
+  first = {"step": 10, "loss_bits": 8.660409927368164, "grad_norm": 9.125988960266113}
+  _log(tmp_path / "a", [{"step": 10, "split": "valid", "nll_bits": 7.0}, {**first, "tokens_per_s": 3531.0},
+                        {"step": 20, "loss_bits": 8.4, "grad_norm": 9.4}])
+  expected = hashlib.sha256(b'{"grad_norm": 9.125988960266113, "loss_bits": 8.660409927368164, "step": 10}')
+  assert curves.run_fingerprint(tmp_path / "a") == expected.hexdigest()[:12]
+  # A run retrained into the same directory name differs in the last bit of its first loss: another run.
+  _log(tmp_path / "b", [{**first, "loss_bits": math.nextafter(first["loss_bits"], 0.0)}])
+  other = curves.run_fingerprint(tmp_path / "b")
+  assert other != curves.run_fingerprint(tmp_path / "a")
+  assert curves.run_fingerprint(tmp_path / "empty") is None
+  table = pd.DataFrame({"IS": [1.5, 2.0, 2.5], curves.RUN_COLUMN: [math.nan, other, other]},
+                       index=pd.Index([250, 500, 750], name="step"))
+  curves.check_same_run(table, tmp_path / "b", "t.csv")  # rows before the column (NaN) are not checked
+  with pytest.raises(HrnnError, match=rf"t.csv is the curve of another run \(run {other}\) than the one in "
+                                      rf".*a \(run {curves.run_fingerprint(tmp_path / 'a')}\): move the table"):
+    curves.check_same_run(table, tmp_path / "a", "t.csv")
+  # ... and curve() refuses before reading any checkpoint.
+  out = tmp_path / "out"
+  save_curve(out, "sc09-espeak-a", table)
+  with pytest.raises(HrnnError, match="is the curve of another run"):
+    curves.curve(tmp_path / "a", out, classifier=None, n=0, root=tmp_path / "no-data")
+  # The command line says so in one line (exit status 2), with no traceback.
+  with pytest.raises(SystemExit) as exit_:
+    curves.main([str(tmp_path / "a"), "--out", str(out), "--n", "0"])
+  assert exit_.value.code == 2 and "learning_curve_sc09-espeak-a.csv is the curve of another run" in \
+      capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_curve_scores_each_checkpoint_and_reuses_rows(tmp_path, data_root, compile_cache, monkeypatch):  # noqa: F811
   from hrnn import metrics
@@ -225,6 +259,7 @@ def test_curve_scores_each_checkpoint_and_reuses_rows(tmp_path, data_root, compi
   rescored = curves.curve(workdir, tmp_path / "out", other, n=10, root=data_root)
   new, old = metrics.classifier_fingerprint(other), metrics.classifier_fingerprint(classifier)
   assert curves.scorers(rescored) == {1: new, 2: new, 3: old}
+  assert set(rescored[curves.RUN_COLUMN]) == {curves.run_fingerprint(workdir)}
   assert rescored.loc[3, "IS"] == table.loc[2, "IS"] and rescored.loc[1, "IS"] != table.loc[1, "IS"]
 
 
@@ -395,3 +430,13 @@ def test_readme_compares_the_curves_and_keeps_each_section(tmp_path):
           "times its standard error (4.08): sc09-espeak-baseline is better (lower FID is better).") in text
   # Both sections follow the comparison, baseline first.
   assert text.index("## Comparison") < text.index("## baseline: model") < text.index("## one-pool: model")
+  # Curves of earlier runs kept in OUT/earlier (an OUT of their own) are linked, never compared with these; the
+  # intro goes under the title.
+  (out / "earlier").mkdir()
+  curves.write_readme(out / "earlier", intro="Runs lost with their machine.")
+  assert (out / "earlier" / "README.md").read_text().startswith(
+      "# Learning curves of sample quality\n\nRuns lost with their machine.\n\nHow NLL")
+  linked = curves.write_readme(out).read_text()
+  assert "are kept in [earlier/](earlier/README.md)." in linked and linked.replace(
+      "Earlier runs, whose curves cannot be compared with these, are kept in [earlier/](earlier/README.md).\n\n",
+      "") == text

@@ -5,7 +5,8 @@ becomes a learning curve: at each chosen checkpoint the EMA weights generate `n`
 classifier scores with SaShiMi's estimators (IS, FID against the training split); the validation NLL is the one
 the run logged at that step. The training time to each step is the sum of the logged step times (compilation and
 evaluations excluded). Each scored row records which classifier scored it (its fingerprint): scores of two
-classifiers are never reused for one another nor paired in a comparison.
+classifiers are never reused for one another nor paired in a comparison. Each row also records the run that trained
+its checkpoint (`run_fingerprint`): a table is never continued with the checkpoints of another run under the same name.
 
   curve(workdir, out, classifier, ...)   OUT/tables/learning_curve_NAME.{csv,md,json}, OUT/plots/learning_curve_NAME.png
   export_ema(workdir, dest, step)        DEST: a run directory holding only the EMA weights of one checkpoint (a few
@@ -21,6 +22,7 @@ classifiers are never reused for one another nor paired in a comparison.
                                          judged against the pairs' standard error (Table 2's ordering at equal
                                          training)
   scorers(table)                         step -> fingerprint of the classifier that scored the row
+  run_fingerprint(workdir)               which run trained the checkpoints: its first logged step, hashed
   write_readme(out)                      OUT/README.md: the comparison, then every curve's section
   listen_to_exported(out, n, samples)    clips of every model exported under OUT/models, each labelled with the digit
                                          OUT's classifier hears (the notebooks' listening on a fresh clone)
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import statistics
@@ -47,6 +50,7 @@ from flax import nnx
 
 from hrnn import data
 from hrnn.config import VARIANTS
+from hrnn.errors import HrnnError
 from hrnn.model import sampling
 from hrnn.paper.results import dataset_label, markdown_table, save_plot, save_table
 from hrnn.train.checkpoint import CONFIG_FILE, Checkpoints, latest_step, load_model, read_config
@@ -59,7 +63,9 @@ COMPARE_K = 2.0  # two curves differ when their mean paired difference exceeds t
 MIN_PAIRS = 3  # paired checkpoints below which two curves are not ordered (their noise is barely known)
 CLASSIFIER_COLUMN = "classifier"  # per scored checkpoint: the fingerprint of the classifier that scored it
 UNRECORDED = "unrecorded"  # the classifier of rows scored before the column existed (all of them by one classifier)
+RUN_COLUMN = "run"  # per row: the fingerprint of the run that trained its checkpoint (`run_fingerprint`)
 SAMPLES_FILE = "samples.json"
+EARLIER = "earlier"  # OUT/earlier: an OUT of its own holding curves of runs that cannot be compared with OUT's
 
 
 def _metrics():
@@ -160,6 +166,30 @@ def scorers(table: pd.DataFrame) -> dict[int, str]:
   return {int(step): str(by[step]) for step in table.index[table["IS"].notna()]}
 
 
+def run_fingerprint(workdir: str | os.PathLike) -> str | None:
+  """12 hex digits of the SHA-256 of the run's first logged training step (step, loss, gradient norm, as logged):
+  a resumed run keeps it, while another seed, model, dataset or machine's arithmetic changes the loss in its last
+  bits, so two runs trained into one directory name are told apart. None before the first log line."""
+  for record in read_metrics(workdir):
+    if "split" not in record and record.get("loss_bits") is not None:
+      first = {key: record.get(key) for key in ("step", "loss_bits", "grad_norm")}
+      return hashlib.sha256(json.dumps(first, sort_keys=True).encode()).hexdigest()[:12]
+  return None
+
+
+def check_same_run(table: pd.DataFrame, workdir: str | os.PathLike, table_path: str | os.PathLike) -> None:
+  """Raises HrnnError when rows of `table` (a saved curve) record another run than the one in `workdir`: its rows
+  whose checkpoint is gone would be kept beside the new run's and read its log. Rows from before the column are
+  not checked."""
+  run = run_fingerprint(workdir)
+  recorded = set(table.get(RUN_COLUMN, pd.Series(dtype=str)).dropna()) - {run}
+  if run is not None and recorded:
+    raise HrnnError(
+        f"{table_path} is the curve of another run (run {', '.join(sorted(recorded))}) than the one in {workdir} "
+        f"(run {run}): move the table (and its plots/, curves/, audio/, models/ files) away, or train into another "
+        f"directory name.")
+
+
 def checkpoint_scores(workdir, step: int, samples_dir: Path, n: int, classifier, reference, *,
                       seed: int = 0, batch_size: int = 16) -> dict[str, float]:
   """Generates `n` one-second clips from the EMA weights of checkpoint `step` into `samples_dir` and scores them
@@ -195,6 +225,9 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
     checkpoints.close()
   table_path = out / "tables" / f"learning_curve_{name}.csv"
   done = read_curve(table_path) if table_path.exists() else None
+  run = run_fingerprint(workdir)
+  if done is not None:
+    check_same_run(done, workdir, table_path)
   steps = sorted(set(steps or available) & set(available) | (set(done.index) if done is not None else set()))
   elapsed, nll, train_nll = train_seconds(workdir), logged_nll(workdir), logged_train_nll(workdir, steps)
   steps_per_epoch = data.num_batches(data.load_split(config.dataset, "train", root=root), config.batch_size)
@@ -232,7 +265,8 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
                  "train NLL (bits)": train_nll.get(step, math.nan), "valid NLL (bits)": nll.get(step, math.nan),
                  **{column: scores[key] for key, column in SCORE_COLUMNS.items()},
                  "samples": int(done.loc[step, "samples"]) if reuse else n,
-                 CLASSIFIER_COLUMN: done_by.get(step) if reuse else scored_by})
+                 CLASSIFIER_COLUMN: done_by.get(step) if reuse else scored_by,
+                 RUN_COLUMN: done.loc[step].get(RUN_COLUMN, math.nan) if step not in available else run})
     if not reuse:
       save(rows)  # after every scored checkpoint, so that an interrupted run keeps what it scored
   table = save(rows)
@@ -604,7 +638,7 @@ def write_section(out: str | os.PathLike, table, name: str, workdir: str | os.Pa
   out, workdir = Path(out), Path(workdir)
   config = read_config(workdir)
   last = table.index.max()
-  shown = table.drop(columns=CLASSIFIER_COLUMN, errors="ignore")  # named in classifier_text instead
+  shown = table.drop(columns=[CLASSIFIER_COLUMN, RUN_COLUMN], errors="ignore")  # named in classifier_text instead
   hours = table.loc[last, "train hours"]
   lines = [
       f"## {workdir.name}: model `{config.preset}` on {dataset_label(config.dataset)}\n\n",
@@ -648,7 +682,7 @@ def write_section(out: str | os.PathLike, table, name: str, workdir: str | os.Pa
 
 def read_curve(path: str | os.PathLike) -> pd.DataFrame:
   """One saved curve (OUT/tables/learning_curve_NAME.csv), its fingerprints read as text (never as numbers)."""
-  return pd.read_csv(path, index_col="step", dtype={CLASSIFIER_COLUMN: str})
+  return pd.read_csv(path, index_col="step", dtype={CLASSIFIER_COLUMN: str, RUN_COLUMN: str})
 
 
 def read_curves(out: str | os.PathLike) -> dict[str, pd.DataFrame]:
@@ -794,18 +828,24 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
   return "".join(lines)
 
 
-def write_readme(out: str | os.PathLike) -> Path:
-  """OUT/README.md: the comparison of every curve saved in OUT (`comparison_text`, with two or more), then each
-  curve's section (OUT/curves/NAME.md, `write_section`) in `read_curves`' order."""
+def write_readme(out: str | os.PathLike, intro: str = "") -> Path:
+  """OUT/README.md: `intro` (what these runs are, when the list of sections does not say it), the comparison of
+  every curve saved in OUT (`comparison_text`, with two or more), then each curve's section (OUT/curves/NAME.md,
+  `write_section`) in `read_curves`' order; a link to OUT/earlier/README.md where OUT keeps the curves of earlier
+  runs that cannot be compared with these (an OUT of its own, made by this function)."""
   out = Path(out)
   tables = read_curves(out)
   sections = {name: (out / "curves" / f"{name}.md").read_text() for name in tables
               if (out / "curves" / f"{name}.md").exists()}
+  earlier = out / EARLIER / "README.md"
   parts = [
       "# Learning curves of sample quality\n\n",
+      intro + "\n\n" if intro else "",
       "How NLL and sample quality (IS, FID with the kit's digit classifier) grow with training time on this machine, "
       "for each model trained: " + ", ".join(f"[{name}](#{_anchor(text)})" for name, text in sections.items())
       + ".\n\n",
+      f"Earlier runs, whose curves cannot be compared with these, are kept in [{EARLIER}/]({EARLIER}/README.md).\n\n"
+      if earlier.exists() else "",
       comparison_text(tables, out),
   ]
   parts += ["\n" + text for text in sections.values()]
@@ -835,39 +875,41 @@ def main(argv=None):
                            "batches of 64; its test accuracy is printed)")
   parser.add_argument("--export", default=None, metavar="DEST", help="also export the newest EMA weights to DEST")
   args = parser.parse_args(argv)
-
-  config = read_config(args.workdir)
-  if config is None:
-    parser.error(f"{args.workdir} holds no training run (no {CONFIG_FILE})")
-  path = Path(args.classifier or Path(args.out) / "classifier" / f"{config.dataset}.pt")
-  if args.n == 0:
-    classifier = None
-  elif path.exists():
-    classifier, _ = _metrics().load_classifier(path)
-  else:
-    metrics = _metrics()
-    settings = metrics.TrainSettings(epochs=args.classifier_epochs)
-    classifier, _ = metrics.train_classifier(config.dataset, settings=settings, out=path)
-  checkpoints = Checkpoints(args.workdir, keep=10 ** 6)
   try:
-    available = checkpoints.all_steps()
-  finally:
-    checkpoints.close()
-  steps = [s for s in available if args.every is None or s % args.every == 0 or s == available[-1]]
-  table = curve(args.workdir, args.out, classifier, steps=steps, n=args.n)
-  print(table.round(3).to_string())
-  name = f"{config.dataset}-{Path(args.workdir).name}"
-  print(goal_text(table, args.workdir))
-  newest = int(max(table.index))
-  if classifier is not None:
-    kept = keep_samples(samples_dir(args.out, name, newest), Path(args.out) / "audio" / name, classifier,
-                        KEEP_SAMPLES)
-    print(f"kept {len(kept)} clips of step {newest} in {Path(args.out) / 'audio' / name}")
-  if args.export:
-    print(f"EMA weights exported to {export_ema(args.workdir, args.export, newest)}")
-  command = "python -m hrnn.paper.curves " + " ".join(argv if argv is not None else sys.argv[1:])
-  print(f"wrote {write_section(args.out, table, name, args.workdir, args.export, command)}")
-  print(f"wrote {write_readme(args.out)}")
+    config = read_config(args.workdir)
+    if config is None:
+      parser.error(f"{args.workdir} holds no training run (no {CONFIG_FILE})")
+    path = Path(args.classifier or Path(args.out) / "classifier" / f"{config.dataset}.pt")
+    if args.n == 0:
+      classifier = None
+    elif path.exists():
+      classifier, _ = _metrics().load_classifier(path)
+    else:
+      metrics = _metrics()
+      settings = metrics.TrainSettings(epochs=args.classifier_epochs)
+      classifier, _ = metrics.train_classifier(config.dataset, settings=settings, out=path)
+    checkpoints = Checkpoints(args.workdir, keep=10 ** 6)
+    try:
+      available = checkpoints.all_steps()
+    finally:
+      checkpoints.close()
+    steps = [s for s in available if args.every is None or s % args.every == 0 or s == available[-1]]
+    table = curve(args.workdir, args.out, classifier, steps=steps, n=args.n)
+    print(table.round(3).to_string())
+    name = f"{config.dataset}-{Path(args.workdir).name}"
+    print(goal_text(table, args.workdir))
+    newest = int(max(table.index))
+    if classifier is not None:
+      kept = keep_samples(samples_dir(args.out, name, newest), Path(args.out) / "audio" / name, classifier,
+                          KEEP_SAMPLES)
+      print(f"kept {len(kept)} clips of step {newest} in {Path(args.out) / 'audio' / name}")
+    if args.export:
+      print(f"EMA weights exported to {export_ema(args.workdir, args.export, newest)}")
+    command = "python -m hrnn.paper.curves " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"wrote {write_section(args.out, table, name, args.workdir, args.export, command)}")
+    print(f"wrote {write_readme(args.out)}")
+  except HrnnError as e:  # bad input (another run's table, another copy of the data...): one line, no traceback
+    parser.error(str(e))
 
 
 if __name__ == "__main__":
