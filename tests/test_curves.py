@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -171,24 +172,29 @@ def test_exported_models_play_with_the_digit_the_classifier_hears(tmp_path, data
   train_and_evaluate(run_config(data_root, steps=2, checkpoint_every=1, keep_checkpoints=5), workdir, progress=False)
   out = tmp_path / "out"
   assert curves.exported_models(out) == {} and curves.listen_to_exported(out, 2, tmp_path / "clips") == []
-  for name, step in (("sc09-espeak-no-pool", 1), ("sc09-espeak-baseline", 2)):
-    curves.export_ema(workdir, out / "models" / name, step=step)
+  for name, step in (("sc09-espeak-no-pool", 1), ("sc09-espeak-baseline", 2), ("earlier/sc09-espeak-baseline", 1)):
+    curves.export_ema(workdir, out / Path(name).parent / "models" / Path(name).name, step=step)
   (out / "models" / "notes").mkdir()  # not an export: no config
-  assert list(curves.exported_models(out)) == ["sc09-espeak-baseline", "sc09-espeak-no-pool"]  # VARIANTS order
+  # VARIANTS order, then an earlier run's (OUT/earlier/models), named by its folder.
+  assert list(curves.exported_models(out)) == ["sc09-espeak-baseline", "sc09-espeak-no-pool",
+                                               "earlier/sc09-espeak-baseline"]
   # No classifier for the dataset (music, your own audio, curves scored with --n 0): the clips play, unlabelled.
   unlabelled = curves.listen_to_exported(out, 1, tmp_path / "unlabelled", seconds=0.05)
   assert [label for label, _ in unlabelled] == ["sc09-espeak-baseline (EMA weights of step 2), sample 0",
-                                                "sc09-espeak-no-pool (EMA weights of step 1), sample 0"]
+                                                "sc09-espeak-no-pool (EMA weights of step 1), sample 0",
+                                                "earlier/sc09-espeak-baseline (EMA weights of step 1), sample 0"]
   torch.manual_seed(0)
   C.save_classifier(out / "classifier" / "sc09-espeak.pt", C.ResNeXt(C.classifier_config("tiny")).eval())
   rows = curves.listen_to_exported(out, 2, tmp_path / "clips", seconds=0.05)
   labels = [label.split(": the classifier hears '")[0] for label, _ in rows]
   assert labels == [f"{name} (EMA weights of step {step}), sample {i}" for name, step in
-                    (("sc09-espeak-baseline", 2), ("sc09-espeak-no-pool", 1)) for i in range(2)]
+                    (("sc09-espeak-baseline", 2), ("sc09-espeak-no-pool", 1), ("earlier/sc09-espeak-baseline", 1))
+                    for i in range(2)]
   assert all(label.split("'")[1] in DIGITS for label, _ in rows)
   assert [p.relative_to(tmp_path / "clips").as_posix() for _, p in rows] == [
       "sc09-espeak-baseline/sample_00000.wav", "sc09-espeak-baseline/sample_00001.wav",
-      "sc09-espeak-no-pool/sample_00000.wav", "sc09-espeak-no-pool/sample_00001.wav"]
+      "sc09-espeak-no-pool/sample_00000.wav", "sc09-espeak-no-pool/sample_00001.wav",
+      "earlier/sc09-espeak-baseline/sample_00000.wav", "earlier/sc09-espeak-baseline/sample_00001.wav"]
   assert all(len(read_audio(p)) == 800 for _, p in rows)  # 0.05 s at 16 kHz
 
 

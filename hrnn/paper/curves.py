@@ -477,11 +477,15 @@ def keep_samples(samples_dir: str | os.PathLike, dest: str | os.PathLike, classi
 
 
 def exported_models(out: str | os.PathLike) -> dict[str, Path]:
-  """The EMA weights exported under OUT/models (`export_ema`), by curve name, in `read_curves`' order: what a fresh
-  clone can sample from with no training. {} when OUT has none (an installed hrnn has no results/ folder)."""
-  models = Path(out) / "models"
-  found = {p.name: p for p in models.iterdir() if (p / CONFIG_FILE).exists()} if models.is_dir() else {}
-  return {name: found[name] for name in sorted(found, key=_variant_order)}
+  """The EMA weights exported under OUT/models (`export_ema`), by curve name, in `read_curves`' order, then those of
+  OUT/earlier/models named `earlier/NAME`: what a fresh clone can sample from with no training. {} when OUT has none
+  (an installed hrnn has no results/ folder)."""
+  found = {}
+  for prefix, models in (("", Path(out) / "models"), (f"{EARLIER}/", Path(out) / EARLIER / "models")):
+    names = sorted((p.name for p in models.iterdir() if (p / CONFIG_FILE).exists()) if models.is_dir() else [],
+                   key=_variant_order)
+    found |= {prefix + name: models / name for name in names}
+  return found
 
 
 def listen_to_exported(out: str | os.PathLike, n: int, samples: str | os.PathLike, *, seconds: float = 1.0,
