@@ -23,9 +23,11 @@ its checkpoint (`run_fingerprint`): a table is never continued with the checkpoi
                                          training)
   scorers(table)                         step -> fingerprint of the classifier that scored the row
   run_fingerprint(workdir)               which run trained the checkpoints: its first logged step, hashed
-  write_readme(out)                      OUT/README.md: the comparison, then every curve's section
-  listen_to_exported(out, n, samples)    clips of every model exported under OUT/models, each labelled with the digit
-                                         OUT's classifier hears (the notebooks' listening on a fresh clone)
+  write_readme(out)                      OUT/README.md: the comparison, then every curve's section (and a link to
+                                         OUT/earlier, the curves of runs that cannot be compared with these)
+  listen_to_exported(out, n, samples)    clips of every model exported under OUT/models and OUT/earlier/models, each
+                                         labelled with the digit OUT's classifier hears (the notebooks' listening on
+                                         a fresh clone)
 
 Run as `python -m hrnn.paper.curves WORKDIR --out results/workstation` (--help for the options).
 """
@@ -490,7 +492,7 @@ def exported_models(out: str | os.PathLike) -> dict[str, Path]:
 
 def listen_to_exported(out: str | os.PathLike, n: int, samples: str | os.PathLike, *, seconds: float = 1.0,
                        seed: int = 0) -> list[tuple[str, Path]]:
-  """Generates `n` clips of `seconds` from each model exported under OUT/models into SAMPLES/NAME and labels each
+  """Generates `n` clips of `seconds` from each model of `exported_models(OUT)` into SAMPLES/NAME and labels each
   with the model, its checkpoint step and the digit OUT's classifier (OUT/classifier/DATASET.pt, the curves'
   classifier, committed beside the weights) hears in it; a model with no classifier for its dataset (music,
   your own audio, curves scored with --n 0) is labelled without a digit. Rows for
