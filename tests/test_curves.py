@@ -446,3 +446,14 @@ def test_readme_compares_the_curves_and_keeps_each_section(tmp_path):
   assert "are kept in [earlier/](earlier/README.md)." in linked and linked.replace(
       "Earlier runs, whose curves cannot be compared with these, are kept in [earlier/](earlier/README.md).\n\n",
       "") == text
+  # The valid NLL, logged every few thousand steps, is shown at the last step every run evaluated (2,000: one-pool
+  # did not evaluate at 3,000).
+  for run, table, nll in (("baseline", BASELINE, [4.5, 4.25]), ("one-pool", ONE_POOL, [4.75, math.nan])):
+    valid = pd.Series([nll[0], nll[1]], index=[2000, 3000]).reindex(table.index)
+    save_curve(out, f"sc09-espeak-{run}", table.assign(epoch=1.0, samples=32, **{"valid NLL (bits)": valid}))
+  with_nll = curves.comparison_text(curves.read_curves(out), out)
+  assert "| curve | train hours | train NLL (bits) | valid NLL (bits), step 2,000 | IS |" in with_nll
+  assert "| sc09-espeak-baseline | 1.5 | 4 | 4.5 | 3 | 100 |" in with_nll
+  assert "| sc09-espeak-one-pool | 1.5 | 4 | 4.75 | 2.4 | 150 |" in with_nll
+  assert "logged by each run at step 2,000, the last step all of them evaluated" in with_nll
+  assert "valid NLL" not in text.split("## baseline")[0]  # no step that every curve evaluated: no column

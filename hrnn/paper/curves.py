@@ -804,6 +804,18 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
   header = ["curve", "train hours", "train NLL (bits)", "IS", "FID", f"mean IS, {span}", f"mean FID, {span}"]
   rows = [[name, t.loc[last, "train hours"], t.loc[last, "train NLL (bits)"], t.loc[last, "IS"], t.loc[last, "FID"],
            t.loc[list(steps), "IS"].mean(), t.loc[list(steps), "FID"].mean()] for name, t in tables.items()]
+  # The validation NLL is logged only every eval_every steps: shown at the last step every run evaluated.
+  evaluated = set.intersection(*(set(t["valid NLL (bits)"].dropna().index) if "valid NLL (bits)" in t else set()
+                                 for t in tables.values()))
+  nll_step = max((s for s in evaluated if s <= last), default=None)
+  nll_text = ""
+  if nll_step is not None:
+    header.insert(3, f"valid NLL (bits), step {nll_step:,}")
+    for row, t in zip(rows, tables.values()):
+      row.insert(3, t.loc[nll_step, "valid NLL (bits)"])
+    nll_text = (f" The valid NLL is that of the EMA weights on the validation split, logged by each run at step "
+                f"{nll_step:,}, the last step all of them evaluated (the paper's Table 2 has the pooled and unpooled "
+                f"models at about the same NLL; one run each here, so their NLL differences are not judged).")
   lines = [
       "## Comparison at equal training (the paper's Table 2: FID and IS with and without pooling)\n\n",
       "![learning curves](plots/learning_curves.png)\n\n",
@@ -815,7 +827,7 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
       f"independent, so it may understate the noise), judged when it exceeds {COMPARE_K:g} standard errors with at "
       f"least {MIN_PAIRS} pairs. The train hours are each run's logged step times on this machine, which other jobs "
       f"shared at times: not a speed comparison (Table 2's speeds are measured by notebook 03, e.g. in "
-      f"results/cpu).\n\n",
+      f"results/cpu).{nll_text}\n\n",
       left_out,
       markdown_table(header, rows), "\n",
   ]
