@@ -222,10 +222,11 @@ def test_a_curve_is_never_continued_with_another_runs_checkpoints(tmp_path, caps
   assert curves.run_fingerprint(tmp_path / "empty") is None
   table = pd.DataFrame({"IS": [1.5, 2.0, 2.5], curves.RUN_COLUMN: [math.nan, other, other]},
                        index=pd.Index([250, 500, 750], name="step"))
-  curves.check_same_run(table, tmp_path / "b", "t.csv")  # rows before the column (NaN) are not checked
+  curves.check_same_run(table, other, tmp_path / "b", "t.csv")  # rows before the column (NaN) are not checked
+  run = curves.run_fingerprint(tmp_path / "a")
   with pytest.raises(HrnnError, match=rf"t.csv is the curve of another run \(run {other}\) than the one in "
-                                      rf".*a \(run {curves.run_fingerprint(tmp_path / 'a')}\): move the table"):
-    curves.check_same_run(table, tmp_path / "a", "t.csv")
+                                      rf".*a \(run {run}\): move the table"):
+    curves.check_same_run(table, run, tmp_path / "a", "t.csv")
   # ... and curve() refuses before reading any checkpoint.
   out = tmp_path / "out"
   save_curve(out, "sc09-espeak-a", table)
@@ -436,10 +437,11 @@ def test_readme_compares_the_curves_and_keeps_each_section(tmp_path):
           "times its standard error (4.08): sc09-espeak-baseline is better (lower FID is better).") in text
   # Both sections follow the comparison, baseline first.
   assert text.index("## Comparison") < text.index("## baseline: model") < text.index("## one-pool: model")
-  # Curves of earlier runs kept in OUT/earlier (an OUT of their own) are linked, never compared with these; the
-  # intro goes under the title.
+  # Curves of earlier runs kept in OUT/earlier (an OUT of their own) are linked, never compared with these; its
+  # intro.md goes under the title.
   (out / "earlier").mkdir()
-  curves.write_readme(out / "earlier", intro="Runs lost with their machine.")
+  (out / "earlier" / "intro.md").write_text("Runs lost with their machine.\n")
+  curves.write_readme(out / "earlier")
   assert (out / "earlier" / "README.md").read_text().startswith(
       "# Learning curves of sample quality\n\nRuns lost with their machine.\n\nHow NLL")
   linked = curves.write_readme(out).read_text()

@@ -68,6 +68,7 @@ UNRECORDED = "unrecorded"  # the classifier of rows scored before the column exi
 RUN_COLUMN = "run"  # per row: the fingerprint of the run that trained its checkpoint (`run_fingerprint`)
 SAMPLES_FILE = "samples.json"
 EARLIER = "earlier"  # OUT/earlier: an OUT of its own holding curves of runs that cannot be compared with OUT's
+INTRO_FILE = "intro.md"  # OUT/intro.md: a paragraph placed under the README's title (what OUT's runs are)
 
 
 def _metrics():
@@ -179,11 +180,11 @@ def run_fingerprint(workdir: str | os.PathLike) -> str | None:
   return None
 
 
-def check_same_run(table: pd.DataFrame, workdir: str | os.PathLike, table_path: str | os.PathLike) -> None:
-  """Raises HrnnError when rows of `table` (a saved curve) record another run than the one in `workdir`: its rows
-  whose checkpoint is gone would be kept beside the new run's and read its log. Rows from before the column are
-  not checked."""
-  run = run_fingerprint(workdir)
+def check_same_run(table: pd.DataFrame, run: str | None, workdir: str | os.PathLike,
+                   table_path: str | os.PathLike) -> None:
+  """Raises HrnnError when rows of `table` (a saved curve) record another run than `run`, the `run_fingerprint` of
+  the run in `workdir`: its rows whose checkpoint is gone would be kept beside the new run's and read its log. Rows
+  from before the column are not checked."""
   recorded = set(table.get(RUN_COLUMN, pd.Series(dtype=str)).dropna()) - {run}
   if run is not None and recorded:
     raise HrnnError(
@@ -229,7 +230,7 @@ def curve(workdir: str | os.PathLike, out: str | os.PathLike, classifier, *, nam
   done = read_curve(table_path) if table_path.exists() else None
   run = run_fingerprint(workdir)
   if done is not None:
-    check_same_run(done, workdir, table_path)
+    check_same_run(done, run, workdir, table_path)
   steps = sorted(set(steps or available) & set(available) | (set(done.index) if done is not None else set()))
   elapsed, nll, train_nll = train_seconds(workdir), logged_nll(workdir), logged_train_nll(workdir, steps)
   steps_per_epoch = data.num_batches(data.load_split(config.dataset, "train", root=root), config.batch_size)
@@ -846,19 +847,19 @@ def comparison_text(tables: dict[str, pd.DataFrame], out: str | os.PathLike) -> 
   return "".join(lines)
 
 
-def write_readme(out: str | os.PathLike, intro: str = "") -> Path:
-  """OUT/README.md: `intro` (what these runs are, when the list of sections does not say it), the comparison of
-  every curve saved in OUT (`comparison_text`, with two or more), then each curve's section (OUT/curves/NAME.md,
-  `write_section`) in `read_curves`' order; a link to OUT/earlier/README.md where OUT keeps the curves of earlier
-  runs that cannot be compared with these (an OUT of its own, made by this function)."""
+def write_readme(out: str | os.PathLike) -> Path:
+  """OUT/README.md: OUT/intro.md where there is one (what these runs are, when the list of sections does not say
+  it), the comparison of every curve saved in OUT (`comparison_text`, with two or more), then each curve's section
+  (OUT/curves/NAME.md, `write_section`) in `read_curves`' order; a link to OUT/earlier/README.md where OUT keeps the
+  curves of earlier runs that cannot be compared with these (an OUT of its own, made by this function)."""
   out = Path(out)
   tables = read_curves(out)
   sections = {name: (out / "curves" / f"{name}.md").read_text() for name in tables
               if (out / "curves" / f"{name}.md").exists()}
-  earlier = out / EARLIER / "README.md"
+  earlier, intro = out / EARLIER / "README.md", out / INTRO_FILE
   parts = [
       "# Learning curves of sample quality\n\n",
-      intro + "\n\n" if intro else "",
+      intro.read_text().strip() + "\n\n" if intro.exists() else "",
       "How NLL and sample quality (IS, FID with the kit's digit classifier) grow with training time on this machine, "
       "for each model trained: " + ", ".join(f"[{name}](#{_anchor(text)})" for name, text in sections.items())
       + ".\n\n",
